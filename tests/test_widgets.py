@@ -1,0 +1,80 @@
+"""Demos: every control re-renders, and a callback stays under the 50 ms budget (median of 20 updates).
+
+The demos are built with data of the same sizes as in the chapter (1,500-2,000 points, 51 frames,
+21x21 score fields over a 90x90 density, ten 8x8 digits).
+"""
+import statistics
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib import schedules, toy2d, widgets
+
+RNG = np.random.RandomState(0)
+
+
+def make_demos():
+    lin, cos = schedules.linear_schedule(1000), schedules.cosine_schedule(1000)
+    noising = widgets.noising_demo(toy2d.course_gmm().sample(1500, 0), {"linear": lin, "cosine": cos})
+    trajs = {name: (list(np.linspace(1000, 0, 51)), RNG.randn(51, 2000, 2)) for name in ("DDPM", "DDIM", "PF-ODE")}
+    traj = widgets.trajectory_demo(trajs)
+    g = np.stack(np.meshgrid(np.linspace(-3, 3, 21), np.linspace(-3, 3, 21)), -1)
+    ts = list(range(12))
+    score = widgets.score_field_demo(g, ts, RNG.randn(12, 21, 21, 2), RNG.randn(12, 21, 21, 2),
+                                     RNG.randn(12, 90, 90), [0.1] * 12)
+    digits = widgets.digits_demo(list(range(26)), RNG.rand(26, 10, 8, 8) * 16, RNG.rand(26, 10, 8, 8) * 16)
+    return {"noising": (noising, [{"t": t} for t in range(20, 220, 10)] + [{"schedule": "cosine"}]),
+            "trajectory": (traj, [{"step": k} for k in range(1, 21)] + [{"sampler": "PF-ODE"}]),
+            "score": (score, [{"i": i % 12} for i in range(1, 21)]),
+            "digits": (digits, [{"i": i} for i in range(1, 21)])}
+
+
+DEMOS = make_demos()
+
+
+@pytest.mark.parametrize("name", list(DEMOS))
+def test_every_control_changes_the_image(name):
+    demo, moves = DEMOS[name]
+    for key in demo.controls:
+        move = next(m for m in moves if key in m)
+        before = demo.image.value
+        demo.set(**move)
+        assert demo.image.value != before, f"moving {key} did not change the {name} demo's image"
+        assert demo.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", list(DEMOS))
+def test_callback_latency_budget(name):
+    """20 slider moves, each to a new value (what a key press does); median update time <= 50 ms."""
+    demo, _ = DEMOS[name]
+    slider = next(c for c in demo.controls.values() if hasattr(c, "max"))
+    demo.timings_ms.clear()
+    for _ in range(20):
+        nxt = slider.value + slider.step
+        slider.value = nxt if nxt <= slider.max else slider.min
+    assert len(demo.timings_ms) == 20
+    med, worst = statistics.median(demo.timings_ms), max(demo.timings_ms)
+    print(f"{name}: median {med:.1f} ms, worst {worst:.1f} ms over 20 updates")
+    assert med <= 50.0, f"{name} demo: median update {med:.1f} ms exceeds the 50 ms budget"
+
+
+def test_repr_is_short_and_classes_are_stable():
+    demo, _ = DEMOS["noising"]
+    assert repr(demo).startswith("<Demo noising")
+    assert "demo-noising" in demo._dom_classes
+    assert all(f"demo-control-{k}" in c._dom_classes for k, c in demo.controls.items())
+
+
+def test_static_form_is_a_figure():
+    demo, _ = DEMOS["digits"]
+    fig = demo.static([{"i": 0}, {"i": 10}], ncols=2)
+    assert len(fig.axes) == 2
+
+
+def test_bad_demo_input():
+    with pytest.raises(ValueError):
+        widgets.trajectory_demo({"a": ([0, 1], np.zeros((2, 5, 2))), "b": ([0, 1, 2], np.zeros((3, 5, 2)))})
+    demo, _ = DEMOS["digits"]
+    with pytest.raises(ValueError, match="no control"):
+        demo.set(speed=3)
