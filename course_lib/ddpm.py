@@ -117,10 +117,16 @@ def reverse_variance(t: torch.Tensor, schedule: NoiseSchedule, kind: str = "post
 
 
 def _eval_eps(model: Model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    eps = model(x, t.to(x.dtype))
+    """model(x, t), run in the network's own dtype (a float32 network accepts float64 maths around it)
+    and returned in x's dtype."""
+    dtype = x.dtype
+    if isinstance(model, torch.nn.Module):
+        p = next(model.parameters(), None)
+        dtype = p.dtype if p is not None else dtype
+    eps = model(x.to(dtype), t.to(dtype))
     if eps.shape != x.shape:
         raise ValueError(f"model returned shape {tuple(eps.shape)} for input {tuple(x.shape)}")
-    return eps
+    return eps.to(x.dtype)
 
 
 def p_mean_var(model: Model, xt: torch.Tensor, t, schedule: NoiseSchedule, var_kind: str = "posterior",

@@ -87,15 +87,19 @@ class Demo(W.VBox):
                 raise ValueError(f"demo {self.name!r} has no control {k!r}; controls: {list(self.controls)}")
             self.controls[k].value = v
 
-    def static(self, settings: Sequence[dict], ncols: int | None = None, width: float = 4.0):
-        """Frame strip: render the demo at each settings dict (same update path) and tile the frames.
+    def static(self, settings: Sequence[dict], ncols: int | None = None, width: float = 4.0,
+               titles: Sequence[str] | None = None):
+        """Frame strip: render the demo at each settings dict (same update path) and tile the frames,
+        each ``width`` inches wide, titled by ``titles`` (default: the control values).
         Returns a pyplot figure (shown inline by the notebook)."""
+        if titles is not None and len(titles) != len(settings):
+            raise ValueError("give one title per settings dict")
         saved = self.values()
         frames, captions = [], []
-        for s in settings:
+        for k, s in enumerate(settings):
             self.set(**s)
             frames.append(plt.imread(io.BytesIO(self.image.value), format="png"))
-            captions.append(", ".join(f"{k} = {v}" for k, v in s.items()))
+            captions.append(titles[k] if titles is not None else ", ".join(f"{a} = {v}" for a, v in s.items()))
         self.set(**saved)
         ncols = ncols or len(frames)
         nrows = int(np.ceil(len(frames) / ncols))
@@ -105,7 +109,7 @@ class Demo(W.VBox):
             ax.axis("off")
         for ax, fr, c in zip(axes.flat, frames, captions):
             ax.imshow(fr)
-            ax.set_title(c, fontsize=9)
+            ax.set_title(c, fontsize=10)
         fig.tight_layout()
         return fig
 

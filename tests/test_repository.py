@@ -8,7 +8,10 @@ environment.yml agree. CI and README: they run the documented commands.
 Every failure names the file, the cell and the fix (most often ``./course run NN``).
 """
 import re
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from pathlib import Path
 
 import jupytext

@@ -9,6 +9,12 @@ requirements-lock.txt: its header comment lines, then ``pip freeze --exclude-edi
 interpreter, with torch's local version tag dropped (``torch==2.13.0``, not ``2.13.0+cpu``: the
 plain pin is what pip resolves to the CPU build here) and the course's own package left out.
 
+Python 3.10: the course supports Python 3.10+, so every pinned version must also install there.
+After freezing, the pins (all but torch, whose wheel is platform-specific) are resolved once more
+for Python 3.10 with ``pip install --dry-run --python-version 3.10``; a pin that has dropped 3.10
+stops the lock with an error, and the backports that only 3.10 needs (tomli, exceptiongroup, ...)
+are appended with a ``python_version < "3.11"`` marker.
+
 environment.yml: the entries of its ``pip:`` list are replaced by one exact pin per direct
 dependency of pyproject.toml ([project].dependencies, versions taken from the new lock), then
 ``-c requirements-lock.txt`` (the other packages at their locked versions, as in the pip route)
@@ -16,10 +22,16 @@ and ``-e .``; everything else in the file is kept.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-import tomllib
+import tempfile
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -54,6 +66,24 @@ def freeze() -> list[str]:
             version = version.split("+")[0]
         lines.append(f"{name}=={version}")
     return lines
+
+
+def py310_backports(pins: list[str]) -> list[str]:
+    """Resolve the pins for Python 3.10; return the extra packages 3.10 needs, with a marker."""
+    names = {canonicalize_name(p.split("==")[0]) for p in pins}
+    reqs = [p for p in pins if canonicalize_name(p.split("==")[0]) not in DROP_LOCAL_TAG]
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+                               "--python-version", "3.10", "--only-binary=:all:", "--target", str(Path(tmp) / "t"),
+                               "--report", str(report), "-q", *reqs], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit("error: the locked versions do not all install on Python 3.10 (the course's "
+                             "minimum); pin older releases in pyproject.toml.\n" + proc.stderr[-2000:])
+        installed = json.loads(report.read_text())["install"]
+    extra = sorted((i["metadata"]["name"], i["metadata"]["version"]) for i in installed
+                   if canonicalize_name(i["metadata"]["name"]) not in names)
+    return [f'{n}=={v} ; python_version < "3.11"' for n, v in extra]
 
 
 def lock_text(old: str, pins: list[str]) -> str:
@@ -102,7 +132,7 @@ def main(argv: list[str]) -> int:
     lock_path, env_path = ROOT / "requirements-lock.txt", ROOT / "environment.yml"
     pins = freeze()
     new_files = {
-        lock_path: lock_text(lock_path.read_text(), pins),
+        lock_path: lock_text(lock_path.read_text(), pins + py310_backports(pins)),
         env_path: environment_text(env_path.read_text(),
                                    pinned_direct(direct_dependencies(ROOT / "pyproject.toml"), pins)),
     }
