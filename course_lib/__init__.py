@@ -12,6 +12,7 @@ One concept per module (see the README's "course_lib map"):
 - ``toy2d``        2-D toy distributions, incl. a Gaussian mixture with analytic density (chapter 1)
 - ``digits``       scikit-learn's 8x8 digits: data, a reference classifier     (chapter 1)
 - ``mlp``          the small epsilon-prediction MLP used on 2-D data and digits (chapter 1)
+- ``train``        the training loop (Algorithm 1) with an EMA of the weights   (chapter 1)
 - ``metrics``      sliced Wasserstein distance and its data-vs-data floor       (chapter 1)
 - ``widgets``      interactive demos (ipywidgets) and their static forms        (all chapters)
 - ``exercises``    checkers for the chapters' exercises

@@ -233,7 +233,7 @@ def train_ddpm(steps: int | None = None, show_progress: bool = True, threads: in
 
 
 def sample(model, n: int = 100, seed: int = SAMPLE_SEED, ddim_steps: int | None = None,
-           threads: int | None = RECIPE_THREADS) -> torch.Tensor:
+           threads: int | None = RECIPE_THREADS, show_progress: bool = False) -> torch.Tensor:
     """Draw ``n`` digits (n, 64), clipped to [-1, 1].
 
     Default: ancestral sampling over all T = 1000 steps (Algorithm 2 of Ho et al. 2020) with
@@ -248,6 +248,8 @@ def sample(model, n: int = 100, seed: int = SAMPLE_SEED, ddim_steps: int | None 
         stream = ddpm.ddpm_sampler(model, shape, sch, generator=g, clip_x0=1.0)
     else:
         stream = ddpm.ddim_sampler(model, shape, sch, steps=ddim_steps, generator=g, clip_x0=1.0)
+    if show_progress:
+        stream = progress(stream, total=(ddim_steps or sch.T) + 1, desc=f"sampling {n} digits")
     with num_threads(threads):
         return ddpm.final(stream).clamp(-1.0, 1.0)
 

@@ -37,8 +37,8 @@
 #
 # **Prerequisites**: Gaussians (mean, variance, KL divergence), Bayes' rule, a little PyTorch.
 #
-# **Runtime**: about a minute on a 2-core laptop CPU with the shipped checkpoints (measured in the
-# README). No GPU, no download. Checkpoints were trained by `./course retrain NAME` (see `data/manifest.json`).
+# **Runtime**: about 1.5 minutes on a 2-core laptop CPU with the shipped checkpoints (measured in
+# the README). No GPU, no download. Checkpoints were trained by `./course retrain NAME` (see `data/manifest.json`).
 #
 # **The visual language of the course.** Data is blue, model samples orange, exact quantities green
 # and learned ones red. Each sampler keeps one colour in every figure of the chapter.
@@ -536,7 +536,7 @@ assert rep_ddpm["ratio"] <= 1.3 and rep_ddim["ratio"] <= 1.5
 # %%
 step_counts = [10, 20, 50, 100, 250, 1000]
 curves = {"DDPM": [], "DDIM": []}
-for k in step_counts:
+for k in runtime.progress(step_counts, desc="step counts"):
     for name, eta in (("DDPM", 1.0), ("DDIM", 0.0)):
         if name == "DDPM" and k == 1000:
             curves[name].append(rep_ddpm["ratio"])      # the full ancestral chain above
@@ -778,8 +778,9 @@ g = torch.Generator().manual_seed(3)
 x_plain = torch.randn(2000, 2, generator=g) * 2.0
 for x_plain in score.langevin(lambda x: gmm.score(x.double()).float(), x_plain, step_size=0.002, n_steps=1000, generator=g):
     pass
-x_ald = ddpm.final(score.annealed_langevin(model, (2000, 2), lin, levels=100, steps_per_level=10, delta=0.1,
-                                           generator=torch.Generator().manual_seed(4)))
+x_ald = ddpm.final(runtime.progress(score.annealed_langevin(model, (2000, 2), lin, levels=100, steps_per_level=10,
+                                                            delta=0.1, generator=torch.Generator().manual_seed(4)),
+                                    total=102, desc="annealed Langevin, 100 levels"))
 weights_true = gmm.weights.numpy()
 comp_plain = np.bincount(gmm.responsibilities(x_plain.double()).argmax(1).numpy(), minlength=9) / 2000
 comp_ald = np.bincount(gmm.responsibilities(x_ald.double()).argmax(1).numpy(), minlength=9) / 2000
@@ -910,7 +911,7 @@ x_T = torch.randn(500, 2, generator=torch.Generator().manual_seed(5))
 x_ref = ddpm.final(sde.pf_ode_sampler(model, None, vp, n_steps=1000, x_T=x_T))
 budgets = [10, 20, 40, 80, 160]
 ode_err = {"euler": [], "heun": []}
-for nfe in budgets:
+for nfe in runtime.progress(budgets, desc="ODE budgets"):
     for method, n in (("euler", nfe), ("heun", nfe // 2)):
         x_end = ddpm.final(sde.pf_ode_sampler(model, None, vp, n_steps=n, method=method, x_T=x_T))
         ode_err[method].append(float((x_end - x_ref).norm(dim=1).mean()))
@@ -986,7 +987,7 @@ print(f"digits DDPM: {digit_model.n_params():,} parameters, trained {entry['conf
       f"for {entry['train_seconds'] / 60:.1f} min; retrain with `{entry['retrain']}`")
 
 # %% tags=["nbval-ignore-output"]
-samples = digits.sample(digit_model, n=100)          # 1000 ancestral steps, seeded
+samples = digits.sample(digit_model, n=100, show_progress=True)          # 1000 ancestral steps, seeded
 dq = digits.sample_quality(samples, clf)
 assert dq["ratio"] >= 0.85 and dq["n_classes"] == 10
 
@@ -1045,7 +1046,7 @@ plt.show()
 # %%
 import json
 
-published = {f["id"]: f for f in json.loads(open("../data/published/chapter01.json").read())["facts"]}
+published = {f["id"]: f for f in json.loads((checkpoints.DATA_DIR / "published" / "chapter01.json").read_text())["facts"]}
 rows = [
     ("DDPM, 1000 ancestral steps, gives data-quality samples",
      f"CIFAR-10 FID {published['ddpm_fid']['value']}, IS {published['ddpm_is']['value']}",
