@@ -983,8 +983,8 @@ assert clf_m["test_accuracy"] >= 0.97 and clf_m["confident_share"] >= 0.95
 
 digit_model = digits.load_ddpm()
 entry = checkpoints.read_manifest()["ddpm_digits"]
-print(f"digits DDPM: {digit_model.n_params():,} parameters, trained {entry['config']['T']}-step schedule "
-      f"for {entry['train_seconds'] / 60:.1f} min; retrain with `{entry['retrain']}`")
+print(f"digits DDPM: {digit_model.n_params():,} parameters, trained for {entry['metrics']['train_steps']:,} steps "
+      f"({entry['train_seconds'] / 60:.1f} min on one CPU core); retrain with `{entry['retrain']}`")
 
 # %% tags=["nbval-ignore-output"]
 samples = digits.sample(digit_model, n=100, show_progress=True)          # 1000 ancestral steps, seeded
