@@ -1059,7 +1059,7 @@ rows = [
      "Table 1 trend",
      f"10 steps: DDIM {curves['DDIM'][0]:.2f} vs DDPM {curves['DDPM'][0]:.2f}"),
     ("The ELBO bounds the likelihood; L_simple trades bound for samples",
-     f"NLL <= {published['ddpm_nll_simple']['value']} (L_simple) vs <= {published['ddpm_nll_vlb']['value']} bits/dim (true L) †",
+     f"NLL <= {published['ddpm_nll_simple']['value']:.2f} (L_simple) vs <= {published['ddpm_nll_vlb']['value']:.2f} bits/dim (true L) †",
      f"NELBO {nelbo / 2 / math.log(2):.3f} bits/dim >= data entropy {H / 2 / math.log(2):.3f} bits/dim"),
     ("The noise predictor is a score estimator, s = -eps / sigma",
      "identity (Vincent 2011)",
@@ -1069,7 +1069,8 @@ rows = [
      f"TV of mode shares: plain {tv_plain:.2f}, annealed {tv_ald:.2f}"),
     ("The PF-ODE matches the SDE with far fewer network calls",
      "Song et al. 2021",
-     f"reverse SDE 1000 calls: {results['reverse SDE'][2]:.2f}; PF-ODE (Heun) 199 calls: {results['PF-ODE'][2]:.2f}"),
+     f"reverse SDE {results['reverse SDE'][0]} calls: {results['reverse SDE'][2]:.2f}; "
+     f"PF-ODE (Heun) {results['PF-ODE'][0]} calls: {results['PF-ODE'][2]:.2f}"),
     ("DDPM generates recognisable images",
      "CIFAR-10, LSUN",
      f"8x8 digits: confident share {dq['gen_share']:.2f} vs real {dq['real_share']:.2f} (ratio {dq['ratio']:.2f}), {dq['n_classes']} classes"),
