@@ -560,8 +560,9 @@ for name, ys in curves.items():
 
 # %% [markdown]
 # The qualitative claim of the DDIM paper reproduces: with few steps the deterministic sampler
-# holds its quality far better than the stochastic one (DDIM, Table 1: "10x to 50x" faster at
-# similar quality), and with the full chain both are at the data-vs-data floor.
+# holds its quality far better than the stochastic one (the paper's abstract: "10x to 50x" faster
+# at similar quality; its Table 1 shows the same ranking on CIFAR-10), and with the full chain
+# both are at the data-vs-data floor.
 #
 # Samples from all four shipped toy models (DDIM, 100 steps):
 
