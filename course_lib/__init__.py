@@ -14,6 +14,7 @@ One concept per module (see the README's "course_lib map"):
 - ``mlp``          the small epsilon-prediction MLP used on 2-D data and digits (chapter 1)
 - ``train``        the training loop (Algorithm 1) with an EMA of the weights   (chapter 1)
 - ``metrics``      sliced Wasserstein distance and its data-vs-data floor       (chapter 1)
+- ``d3pm``         D3PM: transition matrices, posterior, hybrid loss, the 1/t identity (chapter 2)
 - ``masked``       masked diffusion (MDLM/LLaDA): schedules, SUBS, NELBO, exact toy, samplers (chapters 2-3)
 - ``language``     the embedded language: a PCFG, exact log-probabilities, splits  (chapters 2-4)
 - ``tokenizer``    word- and character-level tokenizers with [PAD]/[MASK]/[EOS]  (chapters 2-4)
