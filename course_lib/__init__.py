@@ -18,6 +18,7 @@ One concept per module (see the README's "course_lib map"):
 - ``masked``       masked diffusion (MDLM/LLaDA): schedules, SUBS, NELBO, exact toy, samplers (chapters 2-3)
 - ``language``     the embedded language: a PCFG, exact log-probabilities, splits  (chapters 2-4)
 - ``tokenizer``    word- and character-level tokenizers with [PAD]/[MASK]/[EOS]  (chapters 2-4)
+- ``textlm``       training, evaluation and sampling loop for the text models  (chapters 2-4)
 - ``nn``           one small Transformer (causal / bidirectional / block-causal) (chapters 2-4)
 - ``widgets``      interactive demos (ipywidgets) and their static forms        (all chapters)
 - ``exercises``    checkers for the chapters' exercises
