@@ -23,6 +23,8 @@ import math
 
 import torch
 
+from .schedules import check_t
+
 KINDS = ("uniform", "absorbing", "gaussian")
 _DT = torch.float64
 
@@ -262,15 +264,8 @@ def _check_T(T) -> None:
 
 
 def _check_t(t, schedule: DiscreteSchedule, lo: int = 0) -> torch.Tensor:
-    tt = torch.as_tensor(t)
-    if tt.is_floating_point():
-        if not bool((tt == tt.round()).all()):
-            raise ValueError(f"time steps must be integers, got {t!r}")
-        tt = tt.round()
-    tt = tt.long()
-    if tt.numel() and (int(tt.min()) < lo or int(tt.max()) > schedule.T):
-        raise ValueError(f"t must lie in [{lo}, {schedule.T}], got values in [{int(tt.min())}, {int(tt.max())}]")
-    return tt
+    """Integer time step(s) in [lo, T] as a long tensor (the same rule as chapter 1's schedules)."""
+    return check_t(t, schedule, lo=lo)
 
 
 # --------------------------------------------------------------------------- input checks for tokens

@@ -20,6 +20,8 @@ from typing import Callable, Iterator, NamedTuple
 import numpy as np
 import torch
 
+from .ddpm import final  # noqa: F401  (re-exported: run a sampler, return its last x)
+
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -138,6 +140,16 @@ def _check_tokens(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} holds negative token ids")
 
 
+def _batch_times(t, batch: int) -> torch.Tensor:
+    """Times in [0, 1] as a (batch,) tensor: a scalar is broadcast; any other shape is an error."""
+    tt = _check_times(t)
+    if tt.ndim == 0:
+        tt = tt.expand(batch)
+    if tt.shape != (batch,):
+        raise ValueError(f"t must be a scalar or have shape ({batch},), got {tuple(tt.shape)}")
+    return tt
+
+
 def forward_mask(x0: torch.Tensor, t, schedule, mask_id: int, generator=None):
     """Sample x_t ~ q(x_t | x_0): each token independently becomes [MASK] with probability 1 - alpha_t.
 
@@ -147,11 +159,7 @@ def forward_mask(x0: torch.Tensor, t, schedule, mask_id: int, generator=None):
     if bool((x0 == mask_id).any()):
         raise ValueError(f"x0 already contains the mask id {mask_id}")
     schedule = get_schedule(schedule)
-    tt = _check_times(t)
-    if tt.ndim == 0:
-        tt = tt.expand(x0.shape[0])
-    if tt.shape != (x0.shape[0],):
-        raise ValueError(f"t must be a scalar or have shape ({x0.shape[0]},), got {tuple(tt.shape)}")
+    tt = _batch_times(t, x0.shape[0])
     move = (1.0 - schedule.alpha(tt)).to(torch.float64)
     u = torch.rand(x0.shape, generator=generator, dtype=torch.float64)
     masked = (u < move[:, None]).to(x0.device)
@@ -221,11 +229,7 @@ def mdlm_loss(logits, x0: torch.Tensor, x_t: torch.Tensor, masked: torch.Tensor,
         raise ValueError("x_t must equal x0 at every unmasked position")
     if callable(logits):
         logits = logits(x_t)
-    tt = _check_times(t)
-    if tt.ndim == 0:
-        tt = tt.expand(x0.shape[0])
-    if tt.shape != (x0.shape[0],):
-        raise ValueError(f"t must be a scalar or have shape ({x0.shape[0]},), got {tuple(tt.shape)}")
+    tt = _batch_times(t, x0.shape[0])
     if pad_mask is None:
         pad_mask = torch.zeros_like(masked)
     if pad_mask.shape != x0.shape or pad_mask.dtype != torch.bool:
@@ -527,13 +531,3 @@ def ancestral_sampler(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, gen
 def cached_sampler(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, generator=None, **kw) -> Iterator[MaskedStep]:
     """MDLM's ``ddpm_cache`` sampler: :func:`ancestral_sampler` with ``cache=True``."""
     return ancestral_sampler(logits_fn, L, steps, mask_id, generator, cache=True, **kw)
-
-
-def final(sampler: Iterator[MaskedStep]) -> torch.Tensor:
-    """Run a sampler to the end; return the last state's x."""
-    last = None
-    for last in sampler:
-        pass
-    if last is None:
-        raise ValueError("the sampler yielded nothing")
-    return last.x

@@ -48,8 +48,10 @@ class NoiseSchedule:
         return f"NoiseSchedule({self.name!r}, T={self.T})"
 
 
-def check_t(t, schedule: NoiseSchedule, lo: int = 0) -> torch.Tensor:
-    """Validate integer time step(s) ``lo <= t <= T``; return a long tensor. Raises ValueError."""
+def check_t(t, schedule, lo: int = 0) -> torch.Tensor:
+    """Validate integer time step(s) ``lo <= t <= T``; return a long tensor. Raises ValueError.
+
+    ``schedule`` is anything with an integer ``T`` (also chapter 2's discrete schedules)."""
     tt = torch.as_tensor(t)
     if tt.is_floating_point():
         if not bool((tt == tt.round()).all()):
