@@ -73,12 +73,24 @@ RECIPES["ddpm_digits"] = _digits_recipe("ddpm")
 RECIPES["digits_classifier"] = _digits_recipe("classifier")
 
 
+def _text_recipe(name: str):
+    def run():
+        from . import textlm
+        return textlm.run_text_recipe(name)
+    return run
+
+
+for _name in ("lm_ar", "lm_mdlm", "lm_d3pm_absorbing", "lm_d3pm_uniform"):   # textlm.TEXT_RECIPES
+    RECIPES[_name] = _text_recipe(_name)
+
+
 def retrain(name: str) -> dict:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
     torch.set_num_threads(1)   # one thread: the same numbers on any machine, and no slowdown when the other core is busy
     model, m, seconds = RECIPES[name]()
-    entry = checkpoints.save_checkpoint(name, model.state_dict(), model.config.to_dict(), m, seconds)
+    config = getattr(model, "recipe", None) or model.config.to_dict()   # text models store their whole recipe
+    entry = checkpoints.save_checkpoint(name, model.state_dict(), config, m, seconds)
     print(f"{name}: trained in {seconds:.1f} s; metrics {m}; sha256 {entry['sha256'][:12]}...")
     return entry
 

@@ -335,8 +335,9 @@ class NLLResult(NamedTuple):
 
 def _result(per_seq: torch.Tensor, tokens: torch.Tensor, samples: int) -> NLLResult:
     """``per_seq`` (N, S): nats per sentence for each of S MC samples; ``tokens`` (N,)."""
-    a = per_seq.double().mean(1)
-    b = tokens.double()
+    a = per_seq.detach().double().cpu().mean(1)          # statistics on the CPU, whatever the model's device
+    b = tokens.detach().double().cpu()
+    per_seq = per_seq.detach().cpu()
     h = float(a.sum() / b.sum())
     n = len(a)
     se_data = float((a - h * b).std(unbiased=True) / (math.sqrt(n) * b.mean())) if n > 1 else float("nan")
@@ -654,3 +655,69 @@ def sample_validity(samples, data=None, grammar=None) -> dict:
     return {"n": len(samples), "valid_fraction": valid / len(samples),
             "no_eos_fraction": 1 - len(ended) / len(samples), "mean_length": mean_len,
             "data_mean_length": data_len, "length_ratio": mean_len / data_len}
+
+
+# ----------------------------------------------------------------------------------------------
+# Shipped text models: recipes and loading
+# ----------------------------------------------------------------------------------------------
+
+_SMALL = dict(n_layer=4, n_head=4, d_model=128)        # 0.88M parameters (0.90M with time conditioning)
+TEXT_RECIPES = {
+    # Chapter 2, section 7: one Transformer size for every objective. Step counts are chosen so that
+    # each recipe trains in at most about 14 minutes on a 2-core CPU (AR and D3PM on one thread, so two
+    # can train side by side; MDLM, the most compute-hungry, on both cores: TEXT_RECIPE_THREADS). The two
+    # D3PM models see the same batches (same seed, batch size and steps): their bounds compare at equal tokens.
+    "lm_ar": dict(objective="ar", model=_SMALL, steps=5000, batch_size=64, lr=1.5e-3, warmup=200,
+                  ema_decay=0.999, eval_every=500),
+    "lm_mdlm": dict(objective="mdlm", model=_SMALL, steps=6500, batch_size=64, lr=1.5e-3, warmup=200,
+                    ema_decay=0.999, eval_every=500),
+    "lm_d3pm_absorbing": dict(objective="d3pm_absorbing", model=_SMALL, steps=2500, batch_size=64, lr=1.5e-3,
+                              warmup=200, ema_decay=0.999, eval_every=500),
+    "lm_d3pm_uniform": dict(objective="d3pm_uniform", model=_SMALL, steps=2500, batch_size=64, lr=1.5e-3,
+                            warmup=200, ema_decay=0.999, eval_every=500),
+}
+TEXT_RECIPE_THREADS = {"lm_ar": 1, "lm_mdlm": 2, "lm_d3pm_absorbing": 1, "lm_d3pm_uniform": 1}
+
+
+def language_ids(split: str, tokenizer: Tokenizer | None = None) -> torch.Tensor:
+    """The course language's ``split`` ("train", "valid" or "test") as (N, 41) canvases
+    (:func:`tokenizer.batchify`). Introduced in chapter 2, section 7."""
+    from .tokenizer import batchify
+    return batchify(language.read_split(split), tokenizer or Tokenizer.for_language(), SEQ_LEN)
+
+
+def run_text_recipe(name: str, show_progress: bool = True):
+    """Train the shipped text model ``name`` from :data:`TEXT_RECIPES`; returns ``(model, metrics, seconds)``
+    for :func:`course_lib.recipes.retrain`. Introduced in chapter 2, section 7."""
+    if name not in TEXT_RECIPES:
+        raise ValueError(f"unknown text recipe {name!r}; known: {sorted(TEXT_RECIPES)}")
+    t0 = time.perf_counter()
+    model, hist = train_text_model(dict(TEXT_RECIPES[name], seed=0), language_ids("train"), language_ids("valid"),
+                                   show_progress=show_progress, desc=name, num_threads=TEXT_RECIPE_THREADS[name])
+    seconds = time.perf_counter() - t0
+    metrics = {"steps": hist["steps_done"], "tokens": hist["tokens"][-1], "n_params": hist["n_params"],
+               "threads": TEXT_RECIPE_THREADS[name],
+               "tokens_per_second": round(hist["tokens_per_second"], 1),
+               "valid_nll_500": round(hist["valid_nll"][-1], 4),
+               "curve": {"tokens": hist["eval_tokens"], "valid_nll": [round(v, 4) for v in hist["valid_nll"]],
+                         "valid_se": [round(v, 4) for v in hist["valid_se"]]}}
+    model.recipe = hist["recipe"]
+    return model, metrics, seconds
+
+
+def load_text_model(name: str) -> Transformer:
+    """A shipped text model (``lm_ar``, ``lm_mdlm``, ``lm_d3pm_absorbing``, ``lm_d3pm_uniform``), verified
+    against the manifest, in eval mode; its recipe is ``model.recipe``. Introduced in chapter 2, section 7.
+    A missing or corrupt file raises :class:`course_lib.checkpoints.CheckpointError` naming the retrain command."""
+    from .checkpoints import CheckpointError, load_checkpoint
+    state, config, entry = load_checkpoint(name)
+    try:
+        cfg = TextLMConfig.from_dict(config)
+        model = Transformer(cfg.transformer_config())
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {name!r} does not match its recipe ({e}); "
+                              f"retrain it with: {entry['retrain']}") from e
+    model.recipe = config
+    model.eval()
+    return model

@@ -36,6 +36,41 @@ CASES = [
 ]
 
 
+# chapter 2
+def qbar_ok(ab, K, kind, m):
+    eye = torch.eye(K, dtype=torch.float64)
+    if kind == "uniform":
+        return ab * eye + (1 - ab) / K * torch.ones(K, K, dtype=torch.float64)
+    e = torch.zeros(K, K, dtype=torch.float64)
+    e[:, m] = 1
+    return ab * eye + (1 - ab) * e
+
+
+def d3pm_posterior_ok(xt, x0, Qt, Qa, Qb):
+    return Qt[:, xt].T * Qa[x0] / Qb[x0, xt][:, None]
+
+
+def subs_ok(logits, xt, m):
+    lp = torch.log_softmax(logits.masked_fill(torch.arange(logits.shape[-1]) == m, float("-inf")), -1)
+    carry = torch.nn.functional.one_hot(xt, logits.shape[-1]).bool()
+    return torch.where((xt == m)[..., None], lp, torch.where(carry, 0.0, float("-inf")))
+
+
+def mdlm_loss_ok(logits, x0, xt, t, m):
+    nll = -subs_ok(logits, xt, m).gather(-1, x0[..., None])[..., 0]
+    return torch.where(xt == m, nll, torch.zeros(())).sum(1) / t
+
+
+CASES += [
+    (E.check_qbar, qbar_ok, lambda ab, K, kind, m: qbar_ok(ab, K, "uniform", m) * K - (K - 1) * ab * torch.eye(K, dtype=torch.float64)
+     if kind == "uniform" else qbar_ok(ab, K, kind, m), "divide by K"),
+    (E.check_d3pm_posterior, d3pm_posterior_ok, lambda xt, x0, Qt, Qa, Qb: Qt[:, xt].T * Qa[x0], "normalise"),
+    (E.check_subs, subs_ok, lambda lg, xt, m: torch.where((xt == m)[..., None], torch.log_softmax(lg, -1),
+                                                          subs_ok(lg, xt, m)), "rule 1"),
+    (E.check_mdlm_loss, mdlm_loss_ok, lambda lg, x0, xt, t, m: mdlm_loss_ok(lg, x0, xt, t, m) * t, "1/t"),
+]
+
+
 @pytest.mark.parametrize("checker,good,wrong,hint", CASES)
 def test_checker(checker, good, wrong, hint, capsys):
     assert checker(good) is True

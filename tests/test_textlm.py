@@ -175,3 +175,35 @@ def test_bad_data_raises(tok, data):
         textlm.train_text_model(recipe, bad, show_progress=False)
     with pytest.raises(ValueError):
         textlm.train_text_model(recipe, data.float(), show_progress=False)
+
+
+def test_shipped_text_recipes_are_valid_configs():
+    for name, recipe in textlm.TEXT_RECIPES.items():
+        cfg = textlm.TextLMConfig.from_dict(recipe)
+        assert cfg.transformer_config().seq_len == textlm.SEQ_LEN, name
+    # the two D3PM recipes must see the same batches (equal size and tokens) for the chapter's comparison
+    a, u = textlm.TEXT_RECIPES["lm_d3pm_absorbing"], textlm.TEXT_RECIPES["lm_d3pm_uniform"]
+    assert {k: v for k, v in a.items() if k != "objective"} == {k: v for k, v in u.items() if k != "objective"}
+
+
+def test_text_model_loading_errors(tmp_path, monkeypatch):
+    from course_lib import checkpoints
+    with pytest.raises(ValueError, match="unknown text recipe"):
+        textlm.run_text_recipe("lm_nope")
+    with pytest.raises(checkpoints.CheckpointError, match="retrain"):
+        textlm.load_text_model("lm_nope")
+    with pytest.raises(ValueError, match="unknown split"):
+        textlm.language_ids("dev")
+
+
+def test_shipped_text_models_load_and_match_their_recipe():
+    from course_lib import checkpoints
+    manifest = checkpoints.read_manifest()
+    for name in textlm.TEXT_RECIPES:
+        if name not in manifest:
+            pytest.skip(f"{name} not shipped yet")
+        model = textlm.load_text_model(name)
+        assert not model.training
+        assert textlm.TextLMConfig.from_dict(model.recipe).objective == textlm.TEXT_RECIPES[name]["objective"]
+        assert manifest[name]["bytes"] <= 8 * 2**20, f"{name} is larger than 8 MB"
+        assert manifest[name]["train_seconds"] <= 15 * 60, f"{name} took longer than 15 minutes to train"
