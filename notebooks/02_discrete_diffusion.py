@@ -711,11 +711,12 @@ assert kl_T[-1] < kl_T[0] and kl_T[-1] < 0.01
 # positions, SwiGLU; 0.88M parameters, D3PM adds a small time embedding): an **AR** baseline (causal
 # attention), **uniform D3PM** and **absorbing D3PM** (hybrid loss, $T = 1000$, time-conditioned, as
 # in D3PM), and **MDLM** (no time input, as in MDLM and LLaDA). Each was trained by its recipe in
-# `course_lib.textlm.TEXT_RECIPES` on one CPU thread; the manifest records the steps, the tokens and
-# the time. The diffusion models see a fixed canvas of 41 positions, `[words, EOS, PAD, ...]`, and
-# must say where the sentence ends; AR stops at its [EOS].
+# `course_lib.textlm.TEXT_RECIPES` within about 14 minutes of CPU (AR and D3PM on one thread,
+# MDLM, the hungriest, on two); the manifest records the steps, the tokens, the threads and the time.
+# The diffusion models see a fixed canvas of 41 positions, `[words, EOS, PAD, ...]`, and must say
+# where the sentence ends; AR stops at its [EOS].
 #
-# First, watch training happen live: 100 steps of MDLM from scratch (the shipped model trained for 3,800).
+# First, watch training happen live: 100 steps of MDLM from scratch (the shipped model trained for 6,500).
 
 # %% tags=["nbval-ignore-output"]
 train_ids = textlm.language_ids("train", tok)
