@@ -237,19 +237,19 @@ class D3PMNoise:
 
     def sample(self, x0: torch.Tensor, t: torch.Tensor, generator=None) -> torch.Tensor:
         """x_t ~ Cat(x0 Q-bar_t): keep x0 with prob alpha-bar_t, else a draw from pi. ``t``: (B,) ints."""
-        ab = self.alpha_bars[t].to(x0.device)
+        ab = self.alpha_bars[t.cpu()]                   # random draws on the CPU (CPU generator), then moved
         keep = torch.rand(x0.shape, generator=generator, dtype=torch.float64) < ab[:, None]
         if self.kind == "uniform":
-            noise = torch.randint(0, self.K, x0.shape, generator=generator)
+            noise = torch.randint(0, self.K, x0.shape, generator=generator).to(x0.device)
         else:
             noise = torch.full_like(x0, self.mask_id)
-        return torch.where(keep, x0, noise)
+        return torch.where(keep.to(x0.device), x0, noise)
 
     def _posterior(self, x_t, p0, t):
         """p(x_{t-1} | x_t, x0 ~ p0) ∝ (x_t Q_t^T) ⊙ (p0 Q-bar_{t-1}), eq. 3-4; float64 (B, L, K)."""
         pi = self.pi(x_t.device)
-        beta = self.betas[t].to(x_t.device)[:, None, None]
-        ab = self.alpha_bars[t - 1].to(x_t.device)[:, None, None]
+        beta = self.betas[t.cpu()].to(x_t.device)[:, None, None]
+        ab = self.alpha_bars[t.cpu() - 1].to(x_t.device)[:, None, None]
         fact1 = (1 - beta) * F.one_hot(x_t, self.K).double() + beta * pi[x_t][..., None]
         fact2 = ab * p0 + (1 - ab) * pi
         unnorm = fact1 * fact2
@@ -261,21 +261,21 @@ class D3PMNoise:
         p = self._posterior(x_t, torch.softmax(logits.double(), -1), t)
         q = self._posterior(x_t, F.one_hot(x0, self.K).double(), t)
         pos = q > 0
-        one = torch.ones((), dtype=torch.float64)
+        one = torch.ones((), dtype=torch.float64, device=x_t.device)
         kl = torch.where(pos, q * (torch.log(torch.where(pos, q, one)) - torch.log(torch.where(pos, p, one))),
-                         torch.zeros((), dtype=torch.float64)).sum(-1)
+                         torch.zeros((), dtype=torch.float64, device=x_t.device)).sum(-1)
         nll = -torch.log(p.gather(-1, x0[..., None])[..., 0])
-        return torch.where((t == 1)[:, None], nll, kl)
+        return torch.where((t.to(x_t.device) == 1)[:, None], nll, kl)
 
     def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
         """``L_T = KL(q(x_T | x0) || pi)`` per position, (B, L)."""
         ab = float(self.alpha_bars[self.T])
         if self.kind == "absorbing":                # alpha-bar_T = 0: q(x_T | x0) = pi exactly
-            return torch.zeros(x0.shape, dtype=torch.float64)
+            return torch.zeros(x0.shape, dtype=torch.float64, device=x0.device)
         K = self.K
         hit, miss = ab + (1 - ab) / K, (1 - ab) / K
         kl = hit * math.log(hit * K) + (K - 1) * (miss * math.log(miss * K) if miss > 0 else 0.0)
-        return torch.full(x0.shape, kl, dtype=torch.float64)
+        return torch.full(x0.shape, kl, dtype=torch.float64, device=x0.device)
 
 
 def _noise_for(cfg: TextLMConfig, K: int) -> D3PMNoise:
@@ -284,7 +284,7 @@ def _noise_for(cfg: TextLMConfig, K: int) -> D3PMNoise:
 
 def _d3pm_logits(model, x_t, t, T):
     tc = model.config.time_conditioning
-    logits = model(x_t, t.float() / T) if tc else model(x_t)
+    logits = model(x_t, (t.float() / T).to(x_t.device)) if tc else model(x_t)
     return d3pm.zero_mask_logits(logits, MASK_ID)          # clean text never contains [MASK]
 
 
@@ -590,7 +590,8 @@ def sample_ar(model: Transformer, n: int, tokenizer: Tokenizer, temperature: flo
     L = max_tokens or model.config.seq_len
     if L > model.config.seq_len:
         raise ValueError(f"max_tokens {L} exceeds the model's seq_len {model.config.seq_len}")
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)          # random draws on the CPU: the same samples on any device
+    dev = next(model.parameters()).device
     was = model.training
     model.eval()
     out = []
@@ -599,7 +600,7 @@ def sample_ar(model: Transformer, n: int, tokenizer: Tokenizer, temperature: flo
         x = torch.full((B, 1), EOS_ID, dtype=torch.long)
         done = torch.zeros(B, dtype=torch.bool)
         for _ in range(L):           # no KV cache: the sequences are short
-            logits = model(x)[:, -1].double() / temperature
+            logits = model(x.to(dev))[:, -1].double().cpu() / temperature
             logits[:, MASK_ID] = -math.inf
             logits[:, PAD_ID] = -math.inf
             nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=g)[:, 0]
@@ -623,12 +624,13 @@ def sample_mdlm(model: Transformer, n: int, tokenizer: Tokenizer, steps: int | N
     ``order`` is ``"random"`` (MDLM) or ``"confidence"`` (LLaDA's low-confidence remasking). The
     sentence is what precedes the first [EOS]; the rest of the canvas is ignored. No [EOS] -> None."""
     L = model.config.seq_len
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)          # the sampler runs on the CPU; only the network on its device
+    dev = next(model.parameters()).device
     was = model.training
     model.eval()
     out = []
     for sl in _batches(n, batch_size):
-        x = masked.final(masked.ancestral_sampler(lambda z: model(z).float(), L, steps or L, MASK_ID, g,
+        x = masked.final(masked.ancestral_sampler(lambda z: model(z.to(dev)).float().cpu(), L, steps or L, MASK_ID, g,
                                                   order=order, schedule=schedule, batch=sl.stop - sl.start,
                                                   temperature=temperature))
         out += [_to_sentence(r, tokenizer) for r in x]
