@@ -1,0 +1,667 @@
+"""LLaDA: pretraining and SFT losses, semi-autoregressive sampling with remasking, likelihood estimates.
+
+Introduced in chapter 3. Follows Nie et al. (2025), "Large Language Diffusion Models" (LLaDA,
+arXiv 2502.09992) and its official code (github.com/ML-GSAI/LLaDA): ``GUIDELINES.md`` for the two
+losses, ``generate.py`` for the sampler, ``get_log_likelihood.py`` / ``eval_llada.py`` for the
+likelihood. The unsupervised classifier-free guidance (CFG) comes from Nie et al. (2025, ICLR),
+"Scaling up Masked Diffusion Models on Text" (SMDM).
+
+Conventions, as in :mod:`course_lib.masked`:
+
+- token ids are ``0..V-1``; ``mask_id`` is [MASK]. The default is the course tokenizer's id 1
+  (``Tokenizer.mask_id``); a :class:`~course_lib.masked.ToyDistribution` uses ``toy.mask_id`` (= K);
+- a *model* is any callable mapping ids (B, L) long to logits (B, L, V). It takes no time input
+  (LLaDA's network never sees t: the [MASK]s tell it how noisy the input is);
+- the [MASK] logit is always excluded (set to -inf) before any softmax: clean text never contains
+  [MASK], so it is never a prediction (MDLM's "zero masking probability");
+- likelihoods are in nats. Every ``elbo_*`` function returns an estimate of **log p(answer | prompt)**,
+  i.e. *minus* LLaDA's loss (the official ``get_log_likelihood`` returns ``-mean(loss)`` too). The
+  exact expectation (paper eq. 6) is a lower bound (ELBO) on the model's log-likelihood, tight for
+  the exact denoiser of a toy distribution.
+
+Read top to bottom: 1. losses -> 2. sampling -> 3. likelihood and multiple-choice scoring.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Callable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from .masked import _check_tokens, _patterns, llada_forward_process
+from .tokenizer import Tokenizer
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+MASK_ID, EOS_ID = Tokenizer.mask_id, Tokenizer.eos_id        # 1, 2
+REMASKING = ("low_confidence", "random")
+_NEG_INF = float("-inf")
+
+
+# --------------------------------------------------------------------------- validation helpers
+def _check_int(value, name: str, lo: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def _check_mask_id(mask_id) -> int:
+    return _check_int(mask_id, "mask_id", lo=0)
+
+
+def _check_eps(eps) -> float:
+    if not (isinstance(eps, (int, float)) and 0.0 <= eps < 1.0):
+        raise ValueError(f"eps must lie in [0, 1), got {eps!r}")
+    return float(eps)
+
+
+def _check_scale(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_logits(logits, batch: int, length: int, mask_id: int, x: torch.Tensor) -> torch.Tensor:
+    """A model's output must be (batch, length, V) with the mask id and every input id inside 0..V-1."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or tuple(logits.shape[:2]) != (batch, length):
+        raise ValueError(f"the model must return logits of shape (B, L, V) = ({batch}, {length}, V), "
+                         f"got {tuple(getattr(logits, 'shape', ()))}")
+    V = logits.shape[-1]
+    if mask_id >= V:
+        raise ValueError(f"mask_id {mask_id} is outside the vocabulary of size {V}")
+    if x.numel() and int(x.max()) >= V:
+        raise ValueError(f"the input holds token ids >= V = {V} (outside the model's vocabulary)")
+    return logits
+
+
+def _exclude_mask(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """The same logits with the [MASK] column set to -inf (a new tensor; the model's output is untouched)."""
+    is_mask = torch.arange(logits.shape[-1], device=logits.device) == mask_id
+    return torch.where(is_mask, torch.full((), _NEG_INF, dtype=logits.dtype, device=logits.device), logits)
+
+
+# =========================================================================== 1. losses
+def _check_corruption(x0, noisy, masked, p_mask, mask_id) -> torch.Tensor:
+    """Shared checks of (x0, noisy, masked, p_mask); returns p_mask as a (B,) tensor."""
+    _check_mask_id(mask_id)
+    _check_tokens(x0, "x0")
+    _check_tokens(noisy, "noisy")
+    if x0.numel() == 0:
+        raise ValueError("x0 is empty")
+    if noisy.shape != x0.shape or not isinstance(masked, torch.Tensor) or masked.shape != x0.shape \
+            or masked.dtype != torch.bool:
+        raise ValueError("x0, noisy and masked (bool) must share the shape (B, L)")
+    if bool((x0 == mask_id).any()):
+        raise ValueError(f"x0 contains the mask id {mask_id}; training data must be clean text")
+    if not bool((masked == (noisy == mask_id)).all()):
+        raise ValueError("masked must be exactly the positions where noisy == mask_id")
+    if not bool((noisy[~masked] == x0[~masked]).all()):
+        raise ValueError("noisy must equal x0 at every unmasked position")
+    if not isinstance(p_mask, torch.Tensor) or p_mask.shape != (x0.shape[0],) or not p_mask.is_floating_point():
+        raise ValueError(f"p_mask must be a float tensor of shape (B,) = ({x0.shape[0]},), "
+                         f"got {tuple(getattr(p_mask, 'shape', ()))}")
+    if not bool(torch.isfinite(p_mask).all()) or bool((p_mask <= 0).any()) or bool((p_mask > 1).any()):
+        raise ValueError("p_mask (the masking probability) must lie in (0, 1]")
+    return p_mask
+
+
+def masked_token_nll(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor,
+                     mask_id: int = MASK_ID) -> torch.Tensor:
+    """-log p_theta(x0^i | noisy) at every masked position i, 0 elsewhere: shape (B, L).
+
+    Introduced in chapter 3, section 1. The [MASK] logit is excluded before the log-softmax. ``logits``
+    is a (B, L, V) tensor or a model, which is then called on ``noisy``. Keeps the logits' dtype (and
+    their gradient), so a training loop can call it."""
+    if callable(logits):
+        logits = logits(noisy)
+    _check_logits(logits, *x0.shape, mask_id, torch.cat([x0, noisy]))
+    logp = torch.log_softmax(_exclude_mask(logits, mask_id), dim=-1)
+    nll = -logp.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+    return torch.where(masked, nll, torch.zeros_like(nll))
+
+
+def pretrain_loss(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor,
+                  *, mask_id: int = MASK_ID) -> torch.Tensor:
+    """LLaDA's pretraining loss (``GUIDELINES.md``; the paper's objective L(theta)), a scalar.
+    Introduced in chapter 3, section 1:
+
+        loss = sum_{b, i: masked} CE(logits[b, i], x0[b, i]) / p_mask[b]  /  (B * L)
+
+    Normalised by *all* B*L positions, not by the number of masked ones. With p_mask = t this is a
+    Monte-Carlo estimate of  E_t[ (1/t) sum_i 1[x_t^i = M] (-log p_theta(x0^i | x_t)) ] / L, an upper bound
+    on the negative log-likelihood per token. ``(noisy, masked, p_mask)`` come from
+    :func:`course_lib.masked.llada_forward_process`; ``logits`` is a (B, L, V) tensor or the model."""
+    p_mask = _check_corruption(x0, noisy, masked, p_mask, mask_id)
+    nll = masked_token_nll(logits, x0, noisy, masked, mask_id)
+    token_loss = torch.where(masked, nll / p_mask.to(nll)[:, None], torch.zeros_like(nll))
+    return token_loss.sum() / x0.numel()
+
+
+class LLaDALoss(NamedTuple):
+    """A training loss with the corruption it was computed on (for plots and checks)."""
+    loss: torch.Tensor       # scalar, differentiable
+    noisy: torch.Tensor      # (B, L) the corrupted input the model saw
+    masked: torch.Tensor     # (B, L) bool
+    p_mask: torch.Tensor     # (B,) masking probability of each row
+    answer_lengths: torch.Tensor | None = None   # (B,) SFT only: tokens after the prompt, EOS padding included
+
+
+def pretrain_step_loss(model: LogitsFn, x0: torch.Tensor, mask_id: int = MASK_ID, generator=None,
+                       eps: float = 1e-3) -> LLaDALoss:
+    """One pretraining loss: corrupt ``x0`` with LLaDA's forward process, call the model, apply
+    :func:`pretrain_loss`. Introduced in chapter 3, section 1.
+
+    LLaDA also truncates 1% of batches to a random length U{1..4096}; that belongs to the data loader."""
+    noisy, masked, p_mask = llada_forward_process(x0, _check_mask_id(mask_id), generator, _check_eps(eps))
+    return LLaDALoss(pretrain_loss(model(noisy), x0, noisy, masked, p_mask, mask_id=mask_id), noisy, masked, p_mask)
+
+
+def _check_prompt_lengths(prompt_lengths, x0: torch.Tensor) -> torch.Tensor:
+    pl = torch.as_tensor(prompt_lengths)
+    if pl.ndim == 0:
+        pl = pl.expand(x0.shape[0])
+    if pl.shape != (x0.shape[0],) or pl.is_floating_point() or pl.dtype == torch.bool:
+        raise ValueError(f"prompt_lengths must be integers of shape (B,) = ({x0.shape[0]},), got {prompt_lengths!r}")
+    if bool((pl < 0).any()) or bool((pl >= x0.shape[1]).any()):
+        raise ValueError(f"every prompt length must lie in [0, L - 1] = [0, {x0.shape[1] - 1}] "
+                         "(an answer needs at least one token)")
+    return pl.long().to(x0.device)
+
+
+def prompt_positions(prompt_lengths: torch.Tensor, L: int) -> torch.Tensor:
+    """(B, L) bool, True at the first ``prompt_lengths[b]`` positions of row b."""
+    return torch.arange(L, device=prompt_lengths.device)[None] < prompt_lengths[:, None]
+
+
+def sft_forward_process(x0: torch.Tensor, prompt_lengths, mask_id: int = MASK_ID, generator=None,
+                        eps: float = 1e-3):
+    """LLaDA's SFT corruption: the pretraining forward process, then every prompt position is restored
+    (``noisy[prompt_mask] = input_ids[prompt_mask]``), so the prompt is never masked.
+    Returns ``(noisy, masked, p_mask)``. Introduced in chapter 3, section 2."""
+    _check_tokens(x0, "x0")
+    pl = _check_prompt_lengths(prompt_lengths, x0)
+    noisy, masked, p_mask = llada_forward_process(x0, _check_mask_id(mask_id), generator, _check_eps(eps))
+    prompt = prompt_positions(pl, x0.shape[1])
+    return torch.where(prompt, x0, noisy), masked & ~prompt, p_mask
+
+
+def sft_loss(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor,
+             prompt_lengths, *, mask_id: int = MASK_ID) -> torch.Tensor:
+    """LLaDA's SFT loss (``GUIDELINES.md``; the paper's SFT objective), a scalar.
+    Introduced in chapter 3, section 2:
+
+        loss = (1/B) sum_b  sum_{i masked in row b} CE(logits[b, i], x0[b, i]) / p_mask[b] / answer_length[b]
+
+    ``answer_length[b] = L - prompt_lengths[b]`` counts every token after the prompt, **including the
+    EOS tokens that pad short answers** (LLaDA treats EOS as a normal token, so the model learns to
+    end its answer). Each row is normalised by its own answer length, then rows are averaged.
+    ``logits`` is a (B, L, V) tensor or the model; the corruption comes from :func:`sft_forward_process`."""
+    p_mask = _check_corruption(x0, noisy, masked, p_mask, mask_id)
+    pl = _check_prompt_lengths(prompt_lengths, x0)
+    if bool((masked & prompt_positions(pl, x0.shape[1])).any()):
+        raise ValueError("a prompt position is masked; in SFT the prompt is never masked (use sft_forward_process)")
+    nll = masked_token_nll(logits, x0, noisy, masked, mask_id)
+    answer_lengths = (x0.shape[1] - pl).to(nll)
+    token_loss = torch.where(masked, nll / (p_mask.to(nll) * answer_lengths)[:, None], torch.zeros_like(nll))
+    return token_loss.sum() / x0.shape[0]
+
+
+def sft_step_loss(model: LogitsFn, x0: torch.Tensor, prompt_lengths, mask_id: int = MASK_ID, generator=None,
+                  eps: float = 1e-3) -> LLaDALoss:
+    """One SFT loss: :func:`sft_forward_process`, the model, :func:`sft_loss`. Introduced in chapter 3, section 2."""
+    noisy, masked, p_mask = sft_forward_process(x0, prompt_lengths, mask_id, generator, eps)
+    pl = _check_prompt_lengths(prompt_lengths, x0)
+    loss = sft_loss(model(noisy), x0, noisy, masked, p_mask, pl, mask_id=mask_id)
+    return LLaDALoss(loss, noisy, masked, p_mask, x0.shape[1] - pl)
+
+
+def pad_sft_batch(prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], eos_id: int = EOS_ID,
+                  length: int | None = None):
+    """Build an SFT batch ``[prompt | answer | EOS ... EOS]`` (paper section 2.3: "|EOS| tokens appended to
+    the end of short pairs ... to ensure equal lengths"). Introduced in chapter 3, section 2.
+
+    Every row gets at least one EOS, so the model always sees where an answer ends. ``length`` defaults
+    to the longest prompt + answer + 1. Returns ``(x0, prompt_lengths)``: (B, length) and (B,) long."""
+    if len(prompts) != len(answers) or len(prompts) == 0:
+        raise ValueError("prompts and answers must be non-empty lists of the same length")
+    need = max(len(p) + len(a) for p, a in zip(prompts, answers)) + 1
+    length = need if length is None else _check_int(length, "length")
+    if length < need:
+        raise ValueError(f"length {length} is too short: the longest pair needs {need} (with one EOS)")
+    rows = [list(p) + list(a) + [eos_id] * (length - len(p) - len(a)) for p, a in zip(prompts, answers)]
+    return torch.tensor(rows, dtype=torch.long), torch.tensor([len(p) for p in prompts], dtype=torch.long)
+
+
+# =========================================================================== 2. sampling
+def num_transfer_tokens(mask_count, steps: int) -> torch.Tensor:
+    """How many tokens to commit at each of ``steps`` steps: (B, steps) long. Introduced in chapter 3, section 3.
+
+    ``generate.py``'s ``get_num_transfer_tokens``: with n masked tokens in a row, every step commits
+    ``n // steps`` and the first ``n % steps`` steps one more. LLaDA's schedule is linear (alpha_t = 1 - t),
+    so the expected number unmasked per step is constant. ``mask_count`` is a (B,) integer tensor of
+    counts (or a bare integer), or a (B, L) bool mask whose rows are counted."""
+    steps = _check_int(steps, "steps")
+    if isinstance(mask_count, torch.Tensor) and mask_count.dtype == torch.bool:
+        if mask_count.ndim != 2:
+            raise ValueError(f"a boolean mask must have shape (B, L), got {tuple(mask_count.shape)}")
+        n = mask_count.sum(1)
+    else:
+        n = torch.as_tensor(mask_count)
+        if n.ndim == 0:
+            n = n[None]
+        if n.ndim != 1 or n.is_floating_point() or n.dtype == torch.bool or bool((n < 0).any()):
+            raise ValueError(f"mask_count must be non-negative integers of shape (B,), got {mask_count!r}")
+    n = n.long()
+    base, remainder = n // steps, n % steps
+    return base[:, None] + (torch.arange(steps, device=n.device)[None] < remainder[:, None]).long()
+
+
+def gumbel_max(logits: torch.Tensor, temperature: float, generator=None) -> torch.Tensor:
+    """A sample from softmax(logits / temperature) at every position, by the Gumbel-max trick, in float64.
+
+    Introduced in chapter 3, section 3. ``generate.py`` computes ``argmax exp(l) / (-log u)^tau``; its log,
+    ``l - tau log(-log u) = tau (l / tau + G)`` with G = -log(-log u) ~ Gumbel(0, 1), has the same argmax and
+    cannot overflow. float64 because low-precision Gumbel noise lowers generation quality (the
+    official docstring, citing arXiv 2409.02908). ``temperature == 0`` is greedy (no random draw)."""
+    temperature = _check_scale(temperature, "temperature")
+    logits = logits.double()
+    if temperature == 0:
+        return logits.argmax(-1)
+    u = torch.rand(logits.shape, generator=generator, dtype=torch.float64).to(logits.device)
+    return (logits - temperature * torch.log(-torch.log(u))).argmax(-1)
+
+
+def guided_logits(model: LogitsFn, x: torch.Tensor, prompt_index: torch.Tensor, cfg_scale: float = 0.0,
+                  mask_id: int = MASK_ID) -> torch.Tensor:
+    """The logits LLaDA samples from: float64, [MASK] column at -inf, with optional unsupervised CFG.
+
+    Introduced in chapter 3, section 4. With ``cfg_scale`` w > 0 the unconditional input is ``x`` with
+    every prompt position (``prompt_index``, (L,) bool) replaced by [MASK], both go through the model in
+    one batch, and  logits = un + (w + 1) (cond - un), i.e. p ~ p(.|prompt)^(1+w) / p(.|no prompt)^w
+    (SMDM; in the LLaDA paper p ~ p(r0|p0,rt)^(1+w) / p(r0|m,rt)^w). Entries where that is undefined
+    (-inf - -inf) become -inf."""
+    cfg_scale = _check_scale(cfg_scale, "cfg_scale")
+    B, L = x.shape
+    if cfg_scale > 0:
+        un_x = torch.where(prompt_index[None], torch.full_like(x, mask_id), x)
+        both = _check_logits(model(torch.cat([x, un_x])), 2 * B, L, mask_id, x).double()
+        cond, un = both[:B], both[B:]
+        logits = un + (cfg_scale + 1) * (cond - un)
+        logits = torch.where(torch.isnan(logits), torch.full((), _NEG_INF, dtype=logits.dtype), logits)
+    else:
+        logits = _check_logits(model(x), B, L, mask_id, x).double()
+    return _exclude_mask(logits, mask_id)
+
+
+def _top_k_mask(score: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: the k[b] highest-scoring eligible positions of each row; ties go to the leftmost."""
+    order = torch.argsort(score, dim=1, descending=True, stable=True)
+    positions = torch.arange(score.shape[1], device=score.device).expand_as(order)
+    rank = torch.empty_like(order).scatter_(1, order, positions)
+    chosen = eligible & (rank < k[:, None])
+    assert bool((chosen.sum(1) == k).all()), "fewer eligible positions than tokens to commit"
+    return chosen
+
+
+class LLaDAStep(NamedTuple):
+    """One state of :func:`generate_steps`. ``step`` = steps done (0: the initial canvas)."""
+    step: int
+    block: int                           # index of the block being decoded
+    x: torch.Tensor                      # (B, P + G) canvas after this step
+    committed: torch.Tensor              # (B, P + G) bool: positions committed at this step
+    proposal: torch.Tensor | None        # (B, P + G) the token proposed at every position (x0 in the code)
+    confidence: torch.Tensor | None      # (B, P + G) float64 softmax(logits)[proposal] (no temperature)
+    score: torch.Tensor | None           # (B, P + G) float64 ranking score; -inf where nothing may be committed
+
+
+def _check_generate_args(model, prompt, steps, gen_length, block_length, temperature, cfg_scale, remasking, mask_id):
+    if not callable(model):
+        raise ValueError("model must be a callable mapping ids (B, L) to logits (B, L, V)")
+    _check_tokens(prompt, "prompt")
+    if prompt.shape[0] < 1:
+        raise ValueError("prompt must hold at least one row")
+    mask_id = _check_mask_id(mask_id)
+    if bool((prompt == mask_id).any()):
+        raise ValueError(f"the prompt contains the mask id {mask_id}")
+    steps, gen_length = _check_int(steps, "steps"), _check_int(gen_length, "gen_length")
+    block_length = _check_int(block_length, "block_length")
+    if gen_length % block_length:
+        raise ValueError(f"gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
+    num_blocks = gen_length // block_length
+    if steps % num_blocks:
+        raise ValueError(f"steps ({steps}) must be a multiple of the number of blocks ({num_blocks})")
+    _check_scale(temperature, "temperature")
+    _check_scale(cfg_scale, "cfg_scale")
+    if remasking not in REMASKING:
+        raise ValueError(f"unknown remasking {remasking!r}; use one of {REMASKING}")
+    context = getattr(getattr(model, "config", None), "seq_len", None)     # a course Transformer knows its context
+    if context is not None and prompt.shape[1] + gen_length > context:
+        raise ValueError(f"prompt ({prompt.shape[1]} tokens) + gen_length ({gen_length}) = "
+                         f"{prompt.shape[1] + gen_length} exceeds the model's context of {context} positions")
+    return num_blocks, steps // num_blocks
+
+
+@torch.no_grad()
+def generate_steps(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_length: int = 32,
+                   block_length: int = 32, temperature: float = 0.0, cfg_scale: float = 0.0,
+                   remasking: str = "low_confidence", mask_id: int = MASK_ID, generator=None) -> Iterator[LLaDAStep]:
+    """LLaDA's sampler (``generate.py``) as a stream: yields the initial canvas, then the state after each of
+    the ``steps`` steps. Introduced in chapter 3, section 3; :func:`generate` is the usual entry point.
+
+    1. canvas ``x = [prompt | MASK * gen_length]``; the answer is cut into ``gen_length / block_length``
+       blocks, decoded left to right (semi-autoregressive when ``block_length < gen_length``), each with
+       ``steps / num_blocks`` steps;
+    2. each step: logits (:func:`guided_logits`), a proposal at every position by Gumbel-max at
+       ``temperature`` (:func:`gumbel_max`), a score per position: its confidence softmax(logits)[proposal]
+       (``"low_confidence"`` remasking) or U(0, 1) (``"random"``); positions outside the current block or
+       already committed score -inf;
+    3. the ``num_transfer_tokens`` highest scores are committed; the other proposals are discarded
+       (re-masked). Committed tokens never change.
+    The defaults are sized for the course's short canvases (the official ones are 128)."""
+    num_blocks, per_block = _check_generate_args(model, prompt, steps, gen_length, block_length,
+                                                 temperature, cfg_scale, remasking, mask_id)
+    B, P = prompt.shape
+    x = torch.cat([prompt, torch.full((B, gen_length), mask_id, dtype=torch.long, device=prompt.device)], 1)
+    positions = torch.arange(P + gen_length, device=x.device)
+    prompt_index = positions < P
+    yield LLaDAStep(0, 0, x.clone(), torch.zeros_like(x, dtype=torch.bool), None, None, None)
+    step = 0
+    for block in range(num_blocks):
+        hi = P + (block + 1) * block_length
+        in_block = (positions >= hi - block_length) & (positions < hi)
+        transfer = num_transfer_tokens((x[:, in_block] == mask_id).sum(1), per_block)
+        for i in range(per_block):
+            logits = guided_logits(model, x, prompt_index, cfg_scale, mask_id)
+            proposal = gumbel_max(logits, temperature, generator)
+            confidence = torch.softmax(logits, -1).gather(-1, proposal.unsqueeze(-1)).squeeze(-1)
+            if remasking == "low_confidence":
+                score = confidence
+            else:
+                score = torch.rand(x.shape, generator=generator, dtype=torch.float64).to(x.device)
+            eligible = (x == mask_id) & in_block[None]
+            score = torch.where(eligible, score, torch.full_like(score, _NEG_INF))
+            commit = _top_k_mask(score, eligible, transfer[:, i])
+            x = torch.where(commit, proposal, x)
+            step += 1
+            yield LLaDAStep(step, block, x.clone(), commit, proposal, confidence, score)
+
+
+class GenerationRecord(NamedTuple):
+    """What :func:`generate` saw, for the chapter's trajectory demo (G = gen_length)."""
+    canvases: torch.Tensor       # (steps + 1, B, P + G) canvas before any step, then after each step
+    commit_step: torch.Tensor    # (B, G) long: the step (1..steps) that committed each answer position
+    commit_conf: torch.Tensor    # (B, G) float64: softmax(logits)[token] when it was committed
+    commit_score: torch.Tensor   # (B, G) float64: the score it was ranked by (= commit_conf, or U(0,1) if random)
+    num_transfer: torch.Tensor   # (B, steps) long: tokens committed at each step
+    block_of_step: torch.Tensor  # (steps,) long: the block each step worked on
+
+
+@torch.no_grad()
+def generate(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_length: int = 32, block_length: int = 32,
+             temperature: float = 0.0, cfg_scale: float = 0.0, remasking: str = "low_confidence",
+             mask_id: int = MASK_ID, generator=None, record: bool = False):
+    """LLaDA generation (``generate.py``): the final canvas (B, P + gen_length), prompt included.
+
+    Introduced in chapter 3, section 3; see :func:`generate_steps` for the algorithm. ``prompt`` is a
+    (B, P) long tensor (rows of equal length). All randomness comes from ``generator`` (a CPU
+    ``torch.Generator``), so a seed fixes the result. With ``record=True`` returns
+    ``(x, GenerationRecord)``. The answer is ``x[:, P:]``; cut it at the first EOS to read it."""
+    states = list(generate_steps(model, prompt, steps, gen_length, block_length, temperature, cfg_scale,
+                                 remasking, mask_id, generator))
+    x = states[-1].x
+    if not record:
+        return x
+    P = prompt.shape[1]
+    commit_step = torch.zeros((x.shape[0], gen_length), dtype=torch.long, device=x.device)
+    commit_conf = torch.full(commit_step.shape, math.nan, dtype=torch.float64, device=x.device)
+    commit_score = commit_conf.clone()
+    for s in states[1:]:
+        new = s.committed[:, P:]
+        commit_step[new] = s.step
+        commit_conf[new] = s.confidence[:, P:][new]
+        commit_score[new] = s.score[:, P:][new]
+    rec = GenerationRecord(
+        canvases=torch.stack([s.x for s in states]),
+        commit_step=commit_step, commit_conf=commit_conf, commit_score=commit_score,
+        num_transfer=torch.stack([s.committed.sum(1) for s in states[1:]], 1),
+        block_of_step=torch.tensor([s.block for s in states[1:]], dtype=torch.long))
+    return x, rec
+
+
+# =========================================================================== 3. likelihood
+class ELBOEstimate(NamedTuple):
+    """A Monte-Carlo estimate of log p(answer | prompt) in nats (minus LLaDA's loss)."""
+    elbo: float                  # the mean of ``samples``
+    stderr: float                # std of the mini-batch means / sqrt(#mini-batches); nan with one mini-batch
+    samples: torch.Tensor        # (mc,) float64: one estimate per masked copy
+    batch_means: torch.Tensor    # (mc // batch_size,) float64
+
+
+def _as_row(ids, name: str, allow_empty: bool) -> torch.Tensor:
+    t = ids if isinstance(ids, torch.Tensor) else torch.as_tensor(list(ids), dtype=torch.long)
+    if t.ndim == 2 and t.shape[0] == 1:
+        t = t[0]
+    if t.ndim != 1 or (t.numel() and (t.is_floating_point() or t.dtype == torch.bool)):
+        raise ValueError(f"{name} must be a 1-D sequence of token ids (or shape (1, n)), got shape {tuple(t.shape)}")
+    t = t.long()
+    if t.numel() == 0 and not allow_empty:
+        raise ValueError(f"{name} must hold at least one token")
+    if t.numel() and int(t.min()) < 0:
+        raise ValueError(f"{name} holds negative token ids")
+    return t
+
+
+def _pair(prompt, answer, mask_id):
+    """The clean sequence [prompt | answer] (1-D), P and A; neither part may contain [MASK]."""
+    p, a = _as_row(prompt, "prompt", True), _as_row(answer, "answer", False)
+    seq = torch.cat([p, a.to(p.device)])
+    if bool((seq == _check_mask_id(mask_id)).any()):
+        raise ValueError(f"prompt and answer must be clean text; they contain the mask id {mask_id}")
+    return seq, p.numel(), a.numel()
+
+
+def _answer_log_probs(model, seq, masks, P, mask_id, cfg_scale):
+    """log p_theta(answer_i | copy) at the masked answer positions of each copy, 0 elsewhere: (n, A) float64.
+    ``masks`` (n, A) bool says which answer tokens each copy hides; the prompt is never masked."""
+    n, A = masks.shape
+    x = seq[None].repeat(n, 1)
+    x[:, P:] = torch.where(masks.to(x.device), torch.full_like(x[:, P:], mask_id), x[:, P:])
+    prompt_index = torch.arange(P + A, device=x.device) < P
+    logp = torch.log_softmax(guided_logits(model, x, prompt_index, cfg_scale, mask_id), -1)
+    target = seq.to(x.device)[None].expand(n, -1)
+    lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)[:, P:].cpu()
+    return torch.where(masks, lp, torch.zeros_like(lp))
+
+
+def _check_mc(mc, batch_size):
+    mc, batch_size = _check_int(mc, "mc"), _check_int(batch_size, "batch_size")
+    if mc % batch_size:
+        raise ValueError(f"mc ({mc}) must be a multiple of batch_size ({batch_size})")
+    return mc // batch_size, batch_size
+
+
+def _estimate(batches: list[torch.Tensor]) -> ELBOEstimate:
+    samples = torch.cat(batches)
+    means = torch.stack([b.mean() for b in batches])
+    se = float(means.std() / math.sqrt(len(means))) if len(means) > 1 else math.nan
+    return ELBOEstimate(float(samples.mean()), se, samples, means)
+
+
+def _stratified_counts(k: int, L: int, b: int) -> torch.Tensor:
+    """n_i = round(k + i L / b) wrapped into 1..L, i = 0..b-1, in exact arithmetic (ties half to even)."""
+    return torch.tensor([(round(k + Fraction(i * L, b)) - 1) % L + 1 for i in range(b)], dtype=torch.long)
+
+
+def stratified_mask_counts(L: int, b: int, generator=None) -> torch.Tensor:
+    """LLaDA's numbers of masked answer tokens for a mini-batch of b copies: (b,) long in 1..L.
+
+    Introduced in chapter 3, section 5 (``get_log_likelihood.py``, ``_forward_process``): draw k ~ U{1..L},
+    take n_i = round(linspace(k, k + (b - 1) L / b, b)) and wrap into 1..L, so the b counts spread evenly
+    over 1..L (stratified sampling). We compute k + i L / b exactly; ``torch.round`` rounds exact halves to
+    even, which makes n_i always even for the copies i where i L / b is a half-integer. So the counts are
+    exactly uniform on 1..L only when no such tie occurs (b odd, or b = L); otherwise the estimator has a
+    small bias, which the official code shares (see :func:`stratified_count_probs`)."""
+    L, b = _check_int(L, "L"), _check_int(b, "b")
+    k = int(torch.randint(1, L + 1, (), generator=generator))
+    return _stratified_counts(k, L, b)
+
+
+def stratified_count_probs(L: int, b: int) -> torch.Tensor:
+    """P(a copy masks n answer tokens), n = 0..L, under :func:`stratified_mask_counts`: (L + 1,) float64.
+
+    Introduced in chapter 3, section 5. Uniform 1/L (paper eq. 6) unless rounding ties occur: e.g.
+    L = 4, b = 16 gives (3, 5, 3, 5) / 16 for n = 1..4."""
+    L, b = _check_int(L, "L"), _check_int(b, "b")
+    counts = torch.cat([_stratified_counts(k, L, b) for k in range(1, L + 1)])
+    return torch.bincount(counts, minlength=L + 1).double() / (L * b)
+
+
+def _random_subsets(n: torch.Tensor, L: int, generator=None) -> torch.Tensor:
+    """(b, L) bool: row i marks n[i] positions drawn uniformly without replacement."""
+    u = torch.rand((len(n), L), generator=generator, dtype=torch.float64)
+    rank = torch.argsort(torch.argsort(u, dim=1), dim=1)
+    return rank < n[:, None]
+
+
+@torch.no_grad()
+def elbo_llada(model: LogitsFn, prompt, answer, mc: int = 128, batch_size: int = 16, mask_id: int = MASK_ID,
+               generator=None, cfg_scale: float = 0.0) -> ELBOEstimate:
+    """LLaDA's lower-variance estimate of log p(answer | prompt) (paper eq. 6; ``get_log_likelihood.py``).
+
+    Introduced in chapter 3, section 5. With A answer tokens, each copy masks exactly l of them (uniform
+    subset, the prompt never masked) and scores  (A / l) sum_{masked i} log p_theta(answer_i | prompt, copy).
+    The counts l of a mini-batch of ``batch_size`` copies come from :func:`stratified_mask_counts`. Returns
+    minus the official ``get_log_likelihood``'s loss, averaged over ``mc`` copies. CFG as in
+    ``eval_llada.py`` when ``cfg_scale > 0``. Its exact expectation is ``exact_elbo_llada(...,
+    mc_batch_size=batch_size)``: eq. 6 itself when no rounding tie occurs (e.g. ``batch_size`` odd or
+    equal to A), slightly off otherwise (see :func:`stratified_mask_counts`)."""
+    seq, P, A = _pair(prompt, answer, mask_id)
+    n_batches, b = _check_mc(mc, batch_size)
+    batches = []
+    for _ in range(n_batches):
+        n = stratified_mask_counts(A, b, generator)
+        masks = _random_subsets(n, A, generator)
+        batches.append(_answer_log_probs(model, seq, masks, P, mask_id, cfg_scale).sum(1) * A / n)
+    return _estimate(batches)
+
+
+@torch.no_grad()
+def elbo_t_based(model: LogitsFn, prompt, answer, mc: int = 128, batch_size: int = 16, mask_id: int = MASK_ID,
+                 generator=None, eps: float = 1e-3, cfg_scale: float = 0.0) -> ELBOEstimate:
+    """The plain estimate of log p(answer | prompt), in the form of the SFT objective (t ~ U, weight 1/t).
+
+    Introduced in chapter 3, section 5. Each copy draws t = (1 - eps) u + eps with u ~ U(0, 1), masks every
+    answer token independently with probability t, and scores (1/t) sum_{masked i} log p_theta(answer_i | prompt, copy).
+
+    Its exact expectation is :func:`exact_elbo_t_based` with the same ``eps``. At eps = 0 that is the ELBO
+    (equal to :func:`exact_elbo_llada`), but the variance is infinite (a single masked token at tiny t gets
+    weight 1/t); eps > 0 makes it finite at the price of a small bias. LLaDA's :func:`elbo_llada` has
+    neither problem, hence its eq. 6."""
+    seq, P, A = _pair(prompt, answer, mask_id)
+    eps = _check_eps(eps)
+    n_batches, b = _check_mc(mc, batch_size)
+    batches = []
+    for _ in range(n_batches):
+        t = (1 - eps) * torch.rand(b, generator=generator, dtype=torch.float64) + eps
+        masks = torch.rand((b, A), generator=generator, dtype=torch.float64) < t[:, None]
+        lp = _answer_log_probs(model, seq, masks, P, mask_id, cfg_scale).sum(1)
+        batches.append(torch.where(masks.any(1), lp / t, torch.zeros_like(lp)))
+    return _estimate(batches)
+
+
+_MAX_EXACT = 12
+
+
+def _all_masks_log_probs(model, prompt, answer, mask_id, cfg_scale, batch_size):
+    """For every non-empty set of masked answer positions: (patterns (2^A - 1, A) bool, summed log p (2^A - 1,))."""
+    seq, P, A = _pair(prompt, answer, mask_id)
+    if A > _MAX_EXACT:
+        raise ValueError(f"exact enumeration is for short answers (at most {_MAX_EXACT} tokens), got {A}")
+    pats = _patterns(A)[1:]
+    sums = torch.cat([_answer_log_probs(model, seq, chunk, P, mask_id, cfg_scale).sum(1)
+                      for chunk in pats.split(_check_int(batch_size, "batch_size"))])
+    return pats, sums
+
+
+def t_based_mask_weights(A: int, eps: float = 0.0) -> torch.Tensor:
+    """c_k = E_t[ t^k (1-t)^(A-k) / t ] for t = (1 - eps) u + eps, u ~ U(0, 1), k = 0..A: (A + 1,) float64.
+
+    Introduced in chapter 3, section 5: the total weight the t-based estimator gives one particular set of k
+    masked answer tokens, (1/(1-eps)) int_eps^1 t^(k-1) (1-t)^(A-k) dt, by Gauss-Legendre quadrature (exact for
+    these polynomials). At eps = 0 it is the Beta function B(k, A-k+1) = 1 / (k C(A, k)). c_0 = 0."""
+    A, eps = _check_int(A, "A"), _check_eps(eps)
+    nodes, w = np.polynomial.legendre.leggauss(A + 1)
+    t = torch.as_tensor(eps + (1 - eps) * (nodes + 1) / 2, dtype=torch.float64)
+    w = torch.as_tensor(w / 2, dtype=torch.float64)                   # (1 - eps) dt cancels the 1/(1 - eps)
+    return torch.stack([torch.zeros((), dtype=torch.float64)] +
+                       [(w * t ** (k - 1) * (1 - t) ** (A - k)).sum() for k in range(1, A + 1)])
+
+
+@torch.no_grad()
+def exact_elbo_t_based(model: LogitsFn, prompt, answer, mask_id: int = MASK_ID, eps: float = 0.0,
+                       cfg_scale: float = 0.0, batch_size: int = 256) -> float:
+    """The exact expectation of :func:`elbo_t_based`, by enumerating all 2^A sets of masked answer tokens:
+
+        sum over masks M != {} of  c_|M| * sum_{i in M} log p_theta(answer_i | prompt, answer with M masked)
+
+    with c_k from :func:`t_based_mask_weights`. Introduced in chapter 3, section 5. For short answers only."""
+    pats, sums = _all_masks_log_probs(model, prompt, answer, mask_id, cfg_scale, batch_size)
+    c = t_based_mask_weights(pats.shape[1], eps)
+    return float((c[pats.sum(1)] * sums).sum())
+
+
+@torch.no_grad()
+def exact_elbo_llada(model: LogitsFn, prompt, answer, mask_id: int = MASK_ID, cfg_scale: float = 0.0,
+                     batch_size: int = 256, mc_batch_size: int | None = None) -> float:
+    """The exact expectation of LLaDA's estimator (paper eq. 6), by enumerating all 2^A masks: a mask with k of
+    A answer tokens has probability P(l = k) / C(A, k) = 1 / (A C(A, k)) and weight A / k.
+
+    Introduced in chapter 3, section 5. The product 1 / (k C(A, k)) is :func:`t_based_mask_weights` at eps = 0, so
+    both forms are the same ELBO: a uniformly random unmasking order and the chain rule (masked diffusion is an
+    any-order autoregressive model). For the exact denoiser it equals log p(answer | prompt).
+    ``mc_batch_size=b`` uses instead the count distribution of the code's stratified mini-batches of b copies
+    (:func:`stratified_count_probs`), i.e. the exact expectation of :func:`elbo_llada` with ``batch_size=b``."""
+    pats, sums = _all_masks_log_probs(model, prompt, answer, mask_id, cfg_scale, batch_size)
+    A = pats.shape[1]
+    p_count = (torch.full((A + 1,), 1.0 / A, dtype=torch.float64) if mc_batch_size is None
+               else stratified_count_probs(A, mc_batch_size))
+    weight = torch.tensor([math.nan] + [float(p_count[j]) / math.comb(A, j) * (A / j) for j in range(1, A + 1)],
+                          dtype=torch.float64)
+    return float((weight[pats.sum(1)] * sums).sum())
+
+
+class ChoiceScores(NamedTuple):
+    best: int                    # index of the choice with the highest estimated log-likelihood
+    log_likelihoods: torch.Tensor  # (n_choices,) float64 estimates of log p(choice | prompt)
+    stderr: torch.Tensor         # (n_choices,) float64 (0 for the exact estimator)
+
+
+ESTIMATORS = ("llada", "t_based", "exact")
+
+
+def score_choices(model: LogitsFn, prompt, choices: Sequence, estimator: str = "llada", mc: int = 128,
+                  batch_size: int = 16, mask_id: int = MASK_ID, generator=None, cfg_scale: float = 0.0) -> ChoiceScores:
+    """Multiple-choice scoring as in LLaDA's lm-eval harness: the choice with the highest estimated
+    log p(choice | prompt) wins. Introduced in chapter 3, section 5.
+
+    ``estimator``: ``"llada"`` (:func:`elbo_llada`), ``"t_based"`` (:func:`elbo_t_based`) or ``"exact"``
+    (:func:`exact_elbo_llada`, short choices only). Choices may differ in length; scores are summed
+    log-likelihoods, not normalised by length (lm-eval's ``acc``)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; use one of {ESTIMATORS}")
+    if len(choices) == 0:
+        raise ValueError("choices must not be empty")
+    ll, se = [], []
+    for choice in choices:
+        if estimator == "exact":
+            ll.append(exact_elbo_llada(model, prompt, choice, mask_id, cfg_scale))
+            se.append(0.0)
+        else:
+            fn = elbo_llada if estimator == "llada" else elbo_t_based
+            est = fn(model, prompt, choice, mc=mc, batch_size=batch_size, mask_id=mask_id, generator=generator,
+                     cfg_scale=cfg_scale)
+            ll.append(est.elbo)
+            se.append(est.stderr)
+    ll_t = torch.tensor(ll, dtype=torch.float64)
+    return ChoiceScores(int(ll_t.argmax()), ll_t, torch.tensor(se, dtype=torch.float64))
