@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from course_lib import d3pm, widgets  # noqa: E402
+from test_widgets import assert_latency_budget  # noqa: E402
 
 MASK = "[MASK]"
 WORDS = ("the old fisherman carefully repaired his wooden boat while three curious children watched "
@@ -99,16 +100,7 @@ def test_every_control_changes_the_image(name):
 @pytest.mark.parametrize("name", list(DEMOS))
 def test_callback_latency_budget(name):
     """20 slider moves, each to a new value (what a key press does); median update time <= 50 ms."""
-    demo, _ = DEMOS[name]
-    slider = next(c for c in demo.controls.values() if hasattr(c, "max"))
-    demo.timings_ms.clear()
-    for _ in range(20):
-        nxt = slider.value + slider.step
-        slider.value = nxt if nxt <= slider.max else slider.min
-    assert len(demo.timings_ms) == 20
-    med, worst = statistics.median(demo.timings_ms), max(demo.timings_ms)
-    print(f"{name}: median {med:.1f} ms, worst {worst:.1f} ms over 20 updates")
-    assert med <= 50.0, f"{name} demo: median update {med:.1f} ms exceeds the 50 ms budget"
+    assert_latency_budget(name, DEMOS[name][0])
 
 
 @pytest.mark.parametrize("name", list(DEMOS))
