@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from . import checkpoints, ddpm, metrics, mlp, schedules, toy2d, train
+from . import checkpoints, ddpm, metrics, mlp, schedules, textlm, toy2d, train
 
 # The 2-D toy recipe, shared by all toys (tanelp/tiny-diffusion's model, trained longer with an EMA).
 TOY_CONFIG = dict(dim=2, hidden=128, n_blocks=3, emb_size=128, input_emb=True, input_scale=5.0, T=1000)
@@ -75,13 +75,11 @@ RECIPES["digits_classifier"] = _digits_recipe("classifier")
 
 def _text_recipe(name: str):
     def run():
-        from . import textlm
         return textlm.run_text_recipe(name)
     return run
 
 
-for _name in ("lm_ar", "lm_mdlm", "lm_d3pm_absorbing", "lm_d3pm_uniform"):   # textlm.TEXT_RECIPES
-    RECIPES[_name] = _text_recipe(_name)
+RECIPES.update({name: _text_recipe(name) for name in textlm.TEXT_RECIPES})
 
 
 def retrain(name: str) -> dict:

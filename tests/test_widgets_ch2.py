@@ -215,13 +215,6 @@ def _bad_transition():
     return cases
 
 
-@pytest.mark.parametrize("case", _bad_transition(), ids=lambda c: c[0])
-def test_transition_bad_input(case):
-    _, args, match = case
-    with pytest.raises(ValueError, match=match):
-        widgets.transition_demo(*args)
-
-
 def _bad_playback():
     trajs, itos, mask_id = playback_data()
     z = trajs["random order"].copy()
@@ -239,13 +232,6 @@ def _bad_playback():
             ("empty", ({}, itos, mask_id), "non-empty")]
 
 
-@pytest.mark.parametrize("case", _bad_playback(), ids=lambda c: c[0])
-def test_playback_bad_input(case):
-    _, args, match = case
-    with pytest.raises(ValueError, match=match):
-        widgets.playback_demo(*args)
-
-
 def _bad_nelbo():
     t, integ, ex = nelbo_data()
     lab = list(integ)[0]
@@ -260,13 +246,6 @@ def _bad_nelbo():
             ("ragged example", (t, integ, dict(ex, **{lab: ex[lab][:-1] + [ex[lab][-1][:-1]]})), "words")]
 
 
-@pytest.mark.parametrize("case", _bad_nelbo(), ids=lambda c: c[0])
-def test_nelbo_bad_input(case):
-    _, args, match = case
-    with pytest.raises(ValueError, match=match):
-        widgets.nelbo_integrand_demo(*args)
-
-
 def test_float32_matrices_and_prompt_trajectories_are_accepted():
     m, times, s, c = transition_data()
     widgets.transition_demo({k: v.astype(np.float32) for k, v in m.items()}, times, s, c)
@@ -276,3 +255,15 @@ def test_float32_matrices_and_prompt_trajectories_are_accepted():
     demo = widgets.playback_demo({"with prompt": z}, itos, mask_id)
     assert "(blue: the prompt)" in demo.animated[2].get_text()
     assert demo.caption.value.startswith("<b>with prompt</b>: step 0 of 41: ")
+
+
+BAD_INPUT = ([(widgets.transition_demo, c) for c in _bad_transition()]
+             + [(widgets.playback_demo, c) for c in _bad_playback()]
+             + [(widgets.nelbo_integrand_demo, c) for c in _bad_nelbo()])
+
+
+@pytest.mark.parametrize("build, case", BAD_INPUT, ids=lambda v: v[0] if isinstance(v, tuple) else v.__name__)
+def test_bad_input_raises(build, case):
+    _, args, match = case
+    with pytest.raises(ValueError, match=match):
+        build(*args)
