@@ -18,6 +18,8 @@ One concept per module (see the README's "course_lib map"):
 - ``masked``       masked diffusion (MDLM/LLaDA): schedules, SUBS, NELBO, exact toy, samplers (chapters 2-3)
 - ``llada``        LLaDA: pretraining/SFT losses, generate() with remasking, likelihood estimators (chapter 3)
 - ``facts``        invented people and mother/child facts: the reversal-curse data (chapter 3)
+- ``tasks``        checkable tasks: an instruction set (SFT) and a few-shot labelling task (chapter 3)
+- ``scaling``      AR and MDM learning curves at three sizes, the compute factor (chapter 3)
 - ``language``     the embedded language: a PCFG, exact log-probabilities, splits  (chapters 2-4)
 - ``tokenizer``    word- and character-level tokenizers with [PAD]/[MASK]/[EOS]  (chapters 2-4)
 - ``textlm``       training, evaluation and sampling loop for the text models  (chapters 2-4)

@@ -23,6 +23,7 @@ syllables so that no model knows them beforehand and none collides with the cour
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,3 +153,67 @@ def make_world(n_both: int = 300, n_held_out: int = 100, n_chains: int = 50, see
     held = [tuple(take(2)) for _ in range(n_held_out)]
     chains = [tuple(take(3)) for _ in range(n_chains)]
     return FactWorld(names=names, both=both, held_out=held, chains=chains, seed=seed)
+
+
+REVERSAL_WORLD = dict(n_both=600, n_held_out=100, n_chains=50, seed=0)   # the world of the shipped facts_* models
+
+
+def reversal_world() -> FactWorld:
+    """The world the shipped ``facts_ar`` / ``facts_mdm`` models were trained on (:data:`REVERSAL_WORLD`)."""
+    return make_world(**REVERSAL_WORLD)
+
+
+def world_tokenizer(world: FactWorld):
+    """The word tokenizer of a world: [PAD], [MASK], [EOS], the template words, then the names."""
+    from .tokenizer import Tokenizer
+    return Tokenizer(world.vocabulary)
+
+
+def ask(model, world: FactWorld, kind: str, seq_len: int = 8) -> list[str]:
+    """The model's answer (a single word, normally a name) to every query of ``kind``, greedy (temperature 0).
+    Introduced in chapter 3, section 6.
+
+    - AR model (causal attention): the most likely next token after ``[EOS] + prompt`` ([EOS] doubles as the
+      start symbol, as in training). A left-masked query cannot be posed to it: ``ValueError``.
+    - MDM (bidirectional): LLaDA's sampler (:func:`course_lib.llada.generate`, low-confidence remasking, one
+      token per step) fills the canvas ``prompt + [MASK] * (seq_len - len(prompt))``; the answer is the first
+      generated token. A left-masked query is the training canvas with its first word masked: one forward
+      pass, the most likely word at that position ([MASK] excluded)."""
+    import torch
+    from . import llada
+    if kind not in world.queries:
+        raise ValueError(f"unknown query kind {kind!r}; known: {sorted(world.queries)}")
+    tok = world_tokenizer(world)
+    prompts = [p for p, _ in world.queries[kind]]
+    if not prompts:
+        return []
+    causal = getattr(getattr(model, "config", None), "attention", None) == "causal"
+    with torch.no_grad():
+        if kind == "left_masked":
+            if causal:
+                raise ValueError("an AR model cannot fill the left end of a sentence from its right context")
+            ids = torch.tensor([tok.encode(p) + [tok.eos_id] for p in prompts])
+            ids = torch.cat([ids, torch.full((len(ids), seq_len - ids.shape[1]), tok.pad_id)], 1)
+            logits = model(ids)[:, 0].double()
+            logits[:, tok.mask_id] = -math.inf
+            return [tok.itos[i] for i in logits.argmax(-1).tolist()]
+        ids = torch.tensor([tok.encode(p) for p in prompts])
+        if causal:
+            inp = torch.cat([torch.full((len(ids), 1), tok.eos_id), ids], 1)
+            logits = model(inp)[:, -1].double()
+            logits[:, [tok.mask_id, tok.pad_id]] = -math.inf
+            return [tok.itos[i] for i in logits.argmax(-1).tolist()]
+        G = seq_len - ids.shape[1]
+        out = llada.generate(model, ids, steps=G, gen_length=G, block_length=G, temperature=0.0,
+                             mask_id=tok.mask_id)
+        return [tok.itos[i] for i in out[:, ids.shape[1]].tolist()]
+
+
+def accuracy(answers: list[str], world: FactWorld, kind: str) -> float:
+    """Fraction of ``answers`` equal to the right name of each query (``kind`` must have a right answer)."""
+    truth = [a[0] if a is not None else None for _, a in world.queries[kind]]
+    if any(t is None for t in truth):
+        raise ValueError(f"queries of kind {kind!r} have no right answer; compare with symmetric_recall_answer")
+    if len(answers) != len(truth):
+        raise ValueError(f"{len(answers)} answers for {len(truth)} queries")
+    return sum(a == t for a, t in zip(answers, truth)) / len(truth)

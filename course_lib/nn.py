@@ -354,3 +354,25 @@ class Transformer(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin, attn_mask)
         return self.lm_head(self.norm(x))
+
+
+def grow_vocabulary(model: Transformer, vocab_size: int, seed: int = 0) -> Transformer:
+    """A copy of ``model`` with a larger vocabulary: the old token rows of the embedding and of the LM head
+    are kept, the new rows are initialised as at construction (N(0, 0.02), seeded). Introduced in chapter 3,
+    section 3, where a pretrained language model learns three instruction tokens during SFT.
+    The existing ids keep their meaning, so the grown model gives the same logits on old ids for the old tokens."""
+    c = model.config
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < c.vocab_size:
+        raise ValueError(f"vocab_size must be an integer >= the model's {c.vocab_size}, got {vocab_size!r}")
+    new = Transformer(TransformerConfig(**dict(c.to_dict(), vocab_size=vocab_size)))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(seed)
+    for key in ("tok_emb.weight", "lm_head.weight"):
+        if key not in state:
+            continue
+        old = state[key]
+        extra = torch.randn((vocab_size - old.shape[0], old.shape[1]), generator=g, dtype=old.dtype) * 0.02
+        state[key] = torch.cat([old, extra])
+    new.load_state_dict(state)
+    new.train(model.training)
+    return new

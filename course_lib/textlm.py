@@ -32,6 +32,11 @@ Objectives (``TextLMConfig.objective``):
 - ``"ar"``: next-token cross-entropy; :func:`ar_nll` is exact.
 - ``"mdlm"``: MDLM's continuous-time NELBO (Sahoo et al. 2024, eq. 10-11) with antithetic times,
   through :func:`course_lib.masked.mdlm_loss`; :func:`mdlm_nelbo` estimates it by Monte Carlo.
+- ``"llada"`` (chapter 3): LLaDA's pretraining loss exactly (:func:`course_lib.llada.pretrain_step_loss`:
+  ``t ~ U(0,1)`` per row, ``p_mask = (1 - eps) t + eps``, masked CE / p_mask, divided by B*L). Its
+  expectation is the MDLM bound with the linear schedule, so :func:`mdlm_nelbo` evaluates it. With
+  ``mask_ratio`` set (for example 0.15), every row is masked at that one fixed rate instead: BERT's
+  masked-LM objective (without the 80/10/10 replacement), the comparison of chapter 3, section 1.
 - ``"d3pm_uniform"`` / ``"d3pm_absorbing"``: D3PM's hybrid loss (Austin et al. 2021, eq. 5,
   lambda = 0.01) with the x0-parameterisation; :func:`d3pm_nelbo` estimates the T-step bound
   ``L_T + sum_{t=1}^T L_{t-1}`` by sampling t. The transition matrices of uniform and absorbing
@@ -50,13 +55,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import d3pm, language, masked
+from . import d3pm, language, llada, masked
 from .nn import Transformer, TransformerConfig
 from .runtime import progress
 from .tokenizer import Tokenizer
 from .train import EMA
 
-OBJECTIVES = ("ar", "mdlm", "d3pm_uniform", "d3pm_absorbing")
+OBJECTIVES = ("ar", "mdlm", "llada", "d3pm_uniform", "d3pm_absorbing")
 PAD_ID, MASK_ID, EOS_ID = Tokenizer.pad_id, Tokenizer.mask_id, Tokenizer.eos_id   # 0, 1, 2
 SEQ_LEN = language.MAX_LEN + 1          # 41: the longest sentence (40 words) plus its [EOS]
 
@@ -96,6 +101,7 @@ class TextLMConfig:
     eval_sentences: int = 500
     eval_samples: int = 4
     schedule: str = "linear"           # MDLM masking schedule (masked.MASK_SCHEDULES)
+    mask_ratio: float | None = None    # "llada" only: a fixed masking rate (BERT's 0.15) instead of t ~ U(0, 1)
     T: int = 1000                      # D3PM number of steps
     hybrid_lambda: float = 0.01        # D3PM eq. 5
     seed: int = 0
@@ -126,6 +132,12 @@ class TextLMConfig:
         if not (self.hybrid_lambda >= 0 and math.isfinite(self.hybrid_lambda)):
             raise ValueError(f"hybrid_lambda must be a finite non-negative number, got {self.hybrid_lambda!r}")
         masked.get_schedule(self.schedule)                                     # raises on an unknown name
+        if self.mask_ratio is not None:
+            if self.objective != "llada":
+                raise ValueError("mask_ratio applies to the 'llada' objective only")
+            if isinstance(self.mask_ratio, bool) or not isinstance(self.mask_ratio, (int, float)) \
+                    or not 0.0 < self.mask_ratio <= 1.0:
+                raise ValueError(f"mask_ratio must lie in (0, 1], got {self.mask_ratio!r}")
         if not isinstance(self.model, dict):
             raise ValueError(f"model must be a dict of TransformerConfig fields, got {type(self.model).__name__}")
         known = {f.name for f in fields(TransformerConfig)}
@@ -136,7 +148,7 @@ class TextLMConfig:
             raise ValueError(f"objective {self.objective!r} needs attention={self.attention!r}, "
                              f"got {self.model['attention']!r}")
         tc = self.model.get("time_conditioning", self.objective.startswith("d3pm"))
-        if tc and self.objective in ("ar", "mdlm"):
+        if tc and self.objective in ("ar", "mdlm", "llada"):
             raise ValueError(f"objective {self.objective!r} takes no time input: time_conditioning must be False")
         self.transformer_config()                                              # raises on bad sizes
 
@@ -292,13 +304,22 @@ def _d3pm_logits(model, x_t, t, T):
 # Training losses: each returns (loss to minimise, counted tokens)
 # ----------------------------------------------------------------------------------------------
 
-def _training_loss(model, cfg: TextLMConfig, x0: torch.Tensor, g: torch.Generator, noise=None) -> torch.Tensor:
+def _training_loss(model, cfg: TextLMConfig, x0: torch.Tensor, g: torch.Generator, noise=None,
+                   prompt_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    if prompt_lengths is not None:                                   # LLaDA SFT: the prompt is never masked
+        return llada.sft_step_loss(model, x0, prompt_lengths, MASK_ID, g).loss
     tokens = counted_tokens(x0).sum()
     if cfg.objective == "ar":
         inp, target = _ar_batch(x0)
         logits = model(inp)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
                                ignore_index=-100, reduction="sum") / tokens
+    if cfg.objective == "llada":
+        if cfg.mask_ratio is None:
+            return llada.pretrain_step_loss(model, x0, MASK_ID, g).loss
+        p_mask = torch.full((x0.shape[0],), float(cfg.mask_ratio), dtype=torch.float64)
+        x_t, m = masked.forward_mask(x0, p_mask, "linear", MASK_ID, g)      # linear schedule: mask prob = t
+        return llada.pretrain_loss(model(x_t), x0, x_t, m, p_mask, mask_id=MASK_ID)
     if cfg.objective == "mdlm":
         t = masked.sample_times(x0.shape[0], g)                                        # antithetic
         x_t, m = masked.forward_mask(x0, t, cfg.schedule, MASK_ID, g)
@@ -442,7 +463,7 @@ def evaluate_nll(model: Transformer, ids: torch.Tensor, recipe, samples: int | N
     s = max(2, cfg.eval_samples if samples is None else samples)
     if cfg.objective == "ar":
         return ar_nll(model, ids)
-    if cfg.objective == "mdlm":
+    if cfg.objective in ("mdlm", "llada"):
         return mdlm_nelbo(model, ids, cfg.schedule, samples=s, seed=seed)
     return d3pm_nelbo(model, ids, cfg.objective.removeprefix("d3pm_"), cfg.T, samples=s, seed=seed)
 
@@ -460,7 +481,8 @@ def build_model(recipe) -> Transformer:
 
 def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | None = None,
                      model: Transformer | None = None, show_progress: bool = True, desc: str | None = None,
-                     max_seconds: float | None = None, num_threads: int | None = 1):
+                     max_seconds: float | None = None, num_threads: int | None = 1,
+                     prompt_lengths: torch.Tensor | None = None):
     """Train a text model; returns ``(model, history)``. Introduced in chapter 2, section 7.
 
     ``train_ids``/``valid_ids``: (N, seq_len) canvases from :func:`tokenizer.batchify`. Each step draws
@@ -477,7 +499,11 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
 
     ``max_seconds`` stops early once that much training time has passed (the lr schedule still
     assumes ``steps``). ``num_threads`` sets ``torch.set_num_threads`` during training (1 by default:
-    on a 2-core machine two threads oversubscribe as soon as anything else runs); None leaves it."""
+    on a 2-core machine two threads oversubscribe as soon as anything else runs); None leaves it.
+
+    ``prompt_lengths`` (N,) turns a ``"llada"`` recipe into LLaDA's SFT (chapter 3, section 3): row i of
+    ``train_ids`` is ``[prompt | answer | EOS ...]`` with a prompt of ``prompt_lengths[i]`` tokens, and the
+    loss is :func:`course_lib.llada.sft_step_loss`. ``model`` may then be a pretrained model to fine-tune."""
     cfg = TextLMConfig.from_dict(recipe)
     tc = cfg.transformer_config()
     train_ids = _check_ids(train_ids, "train_ids", tc.seq_len)
@@ -485,6 +511,12 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
         valid_ids = _check_ids(valid_ids, "valid_ids", tc.seq_len)[:cfg.eval_sentences]
     if int(train_ids.max()) >= tc.vocab_size:
         raise ValueError(f"train_ids hold ids >= vocab_size = {tc.vocab_size}")
+    if prompt_lengths is not None:
+        if cfg.objective != "llada" or cfg.mask_ratio is not None:
+            raise ValueError("prompt_lengths (SFT) need the 'llada' objective with a variable masking rate")
+        prompt_lengths = torch.as_tensor(prompt_lengths)
+        if prompt_lengths.shape != (len(train_ids),):
+            raise ValueError(f"prompt_lengths must have shape ({len(train_ids)},), got {tuple(prompt_lengths.shape)}")
     old_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
@@ -524,8 +556,9 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
         step = 0
         for step in bar:
             t0 = time.perf_counter()
-            x0 = train_ids[torch.randint(0, len(train_ids), (cfg.batch_size,), generator=g)]
-            loss = _training_loss(model, cfg, x0, g, noise)
+            rows = torch.randint(0, len(train_ids), (cfg.batch_size,), generator=g)
+            x0 = train_ids[rows]
+            loss = _training_loss(model, cfg, x0, g, noise, None if prompt_lengths is None else prompt_lengths[rows])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -678,7 +711,70 @@ TEXT_RECIPES = {
     "lm_d3pm_uniform": dict(objective="d3pm_uniform", model=_SMALL, steps=2500, batch_size=64, lr=1.5e-3,
                             warmup=200, ema_decay=0.999, eval_every=500),
 }
-TEXT_RECIPE_THREADS = {"lm_ar": 1, "lm_mdlm": 2, "lm_d3pm_absorbing": 1, "lm_d3pm_uniform": 1}
+TEXT_RECIPES.update({
+    # Chapter 3, section 1: LLaDA's loss with a variable masking rate against BERT's fixed 15%, same model,
+    # data, batches (same seed) and steps; one thread each so the pair trains side by side in ~12 minutes.
+    "lm_llada": dict(objective="llada", model=_SMALL, steps=4000, batch_size=64, lr=1.5e-3, warmup=200,
+                     ema_decay=0.999, eval_every=500),
+    "lm_bert15": dict(objective="llada", mask_ratio=0.15, model=_SMALL, steps=4000, batch_size=64, lr=1.5e-3,
+                      warmup=200, ema_decay=0.999, eval_every=500),
+})
+_FACTS = dict(n_layer=4, n_head=4, d_model=128, seq_len=8)          # vocab_size: set from the world's names
+_ICL = dict(n_layer=4, n_head=4, d_model=128, seq_len=36, vocab_size=33)
+TEXT_RECIPES.update({
+    # Chapter 3, section 6 (reversal curse): AR and MDM twins, same size, same statements, same batches.
+    "facts_ar": dict(objective="ar", model=_FACTS, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
+                     weight_decay=0.0, eval_every=2000, eval_sentences=500),
+    "facts_mdm": dict(objective="llada", model=_FACTS, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
+                      weight_decay=0.0, eval_every=2000, eval_sentences=500),
+    # Chapter 3, section 7 (in-context learning): twins trained on few-shot episodes (tasks.icl_episodes).
+    "icl_ar": dict(objective="ar", model=_ICL, steps=3000, batch_size=64, lr=1.5e-3, warmup=200,
+                   ema_decay=0.999, eval_every=1000, eval_sentences=500),
+    "icl_mdm": dict(objective="llada", model=_ICL, steps=3000, batch_size=64, lr=1.5e-3, warmup=200,
+                    ema_decay=0.999, eval_every=1000, eval_sentences=500),
+    # Chapter 3, section 3 (SFT): lm_mdlm, grown by the three instruction tokens, fine-tuned on instructions.
+    "sft_mdm": dict(objective="llada", model=dict(_SMALL, vocab_size=356), steps=2500, batch_size=64, lr=5e-4,
+                    warmup=100, ema_decay=0.999, eval_every=2500),
+})
+TEXT_RECIPE_THREADS = {"lm_ar": 1, "lm_mdlm": 2, "lm_d3pm_absorbing": 1, "lm_d3pm_uniform": 1,
+                       "lm_llada": 1, "lm_bert15": 1, "facts_ar": 1, "facts_mdm": 1, "icl_ar": 1, "icl_mdm": 1,
+                       "sft_mdm": 1}
+SFT_INSTRUCTIONS = 20000           # training instructions of sft_mdm (tasks.instruction_set("train", ...))
+
+
+def recipe_data(name: str) -> dict:
+    """The data of the shipped text recipe ``name``: ``train`` and ``valid`` canvases, and for SFT the
+    ``prompt_lengths`` and the pretrained ``init`` model. Introduced in chapter 2, section 7 (language models);
+    the facts, few-shot and instruction data come with chapter 3."""
+    from . import facts, nn, tasks
+    from .tokenizer import batchify
+    if name not in TEXT_RECIPES:
+        raise ValueError(f"unknown text recipe {name!r}; known: {sorted(TEXT_RECIPES)}")
+    if name.startswith("lm_"):
+        return {"train": language_ids("train"), "valid": language_ids("valid")}
+    if name.startswith("facts_"):
+        world = facts.reversal_world()
+        ids = batchify(world.training_statements(), Tokenizer(world.vocabulary), _FACTS["seq_len"])
+        return {"train": ids, "valid": ids}
+    if name.startswith("icl_"):
+        return {"train": tasks.episodes_to_ids(tasks.icl_episodes(50000, seed=0)),
+                "valid": tasks.episodes_to_ids(tasks.icl_episodes(500, seed=1))}
+    if name == "sft_mdm":
+        x0, pl = tasks.instructions_to_ids(tasks.instruction_set("train", SFT_INSTRUCTIONS, seed=0))
+        init = nn.grow_vocabulary(load_text_model("lm_mdlm"), len(tasks.instruction_tokenizer()))
+        return {"train": x0, "valid": None, "prompt_lengths": pl, "init": init}
+    raise ValueError(f"unknown text recipe {name!r}; known: {sorted(TEXT_RECIPES)}")
+
+
+def text_recipe(name: str) -> dict:
+    """The full recipe dict of ``name`` (with the data-dependent model sizes filled in)."""
+    if name not in TEXT_RECIPES:
+        raise ValueError(f"unknown text recipe {name!r}; known: {sorted(TEXT_RECIPES)}")
+    r = dict(TEXT_RECIPES[name], seed=0)
+    if name.startswith("facts_"):
+        from . import facts
+        r["model"] = dict(r["model"], vocab_size=len(facts.reversal_world().vocabulary) + 3)
+    return r
 
 
 def language_ids(split: str, tokenizer: Tokenizer | None = None) -> torch.Tensor:
@@ -691,16 +787,20 @@ def language_ids(split: str, tokenizer: Tokenizer | None = None) -> torch.Tensor
 def run_text_recipe(name: str, show_progress: bool = True):
     """Train the shipped text model ``name`` from :data:`TEXT_RECIPES`; returns ``(model, metrics, seconds)``
     for :func:`course_lib.recipes.retrain`. Introduced in chapter 2, section 7."""
-    if name not in TEXT_RECIPES:
-        raise ValueError(f"unknown text recipe {name!r}; known: {sorted(TEXT_RECIPES)}")
+    recipe = text_recipe(name)
     t0 = time.perf_counter()
-    model, hist = train_text_model(dict(TEXT_RECIPES[name], seed=0), language_ids("train"), language_ids("valid"),
-                                   show_progress=show_progress, desc=name, num_threads=TEXT_RECIPE_THREADS[name])
+    data = recipe_data(name)
+    if data.get("init") is not None:
+        data["init"].recipe = None
+    model, hist = train_text_model(recipe, data["train"], data["valid"], model=data.get("init"),
+                                   prompt_lengths=data.get("prompt_lengths"), show_progress=show_progress,
+                                   desc=name, num_threads=TEXT_RECIPE_THREADS[name])
     seconds = time.perf_counter() - t0
     metrics = {"steps": hist["steps_done"], "tokens": hist["tokens"][-1], "n_params": hist["n_params"],
                "threads": TEXT_RECIPE_THREADS[name],
                "tokens_per_second": round(hist["tokens_per_second"], 1),
-               "valid_nll_500": round(hist["valid_nll"][-1], 4),
+               "final_train_loss": round(hist["train_loss"][-1], 4),
+               "valid_nll_500": round(hist["valid_nll"][-1], 4) if hist["valid_nll"] else None,
                "curve": {"tokens": hist["eval_tokens"], "valid_nll": [round(v, 4) for v in hist["valid_nll"]],
                          "valid_se": [round(v, 4) for v in hist["valid_se"]]}}
     model.recipe = hist["recipe"]

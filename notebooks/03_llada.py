@@ -1,0 +1,906 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,slideshow,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 3 — LLaDA: a masked-diffusion language model
+#
+# *An open course on diffusion language models, from DDPM to LLaDA 2.1. Part 3 of 4.*
+#
+# Chapter 2 ended with MDLM: a Transformer that fills in [MASK]s, trained with a weighted masked-LM
+# loss that bounds the likelihood. **LLaDA** (Nie et al. 2025) takes exactly that recipe, drops the
+# time input, scales it to 8B parameters and 2.3T tokens, fine-tunes it on instructions like any chat
+# model, and finds it competitive with LLaMA3-8B. Its headline claims are less about speed than about
+# *what a bidirectional generative model can do*: it generates by unmasking in any order, it scores
+# answers with a likelihood bound, it learns from examples in the prompt, and it answers reversed
+# questions that stump autoregressive models (the "reversal curse").
+#
+# This chapter rebuilds LLaDA at the scale of a laptop and checks each of those claims on the course
+# language, with exact graders and honest numbers, including where a claim does *not* carry over.
+#
+# **What you will learn**
+#
+# 1. LLaDA's pretraining recipe, line by line, and why a *variable* masking ratio (not BERT's 15%) is
+#    what makes a masked LM generative.
+# 2. Pretraining an MDM and an AR twin of the same size; what each costs.
+# 3. Supervised fine-tuning (SFT): the prompt is never masked, and [EOS] padding teaches the model where
+#    to stop.
+# 4. LLaDA's sampler: blocks, steps, low-confidence versus random remasking, temperature and
+#    classifier-free guidance, measured on exact validators.
+# 5. Likelihood evaluation: two Monte-Carlo estimators with the same expectation (checked exactly) and
+#    very different variances.
+# 6. The reversal curse, and what the bidirectional model actually learned.
+# 7. In-context learning from $k$ examples, for both models.
+# 8. Scaling at small scale: how much more compute the MDM needs to match the AR loss.
+#
+# **Prerequisites**: chapter 2 (absorbing diffusion, MDLM's NELBO, the course language and Transformer).
+#
+# **Runtime**: about 2.5 minutes on a 2-core laptop CPU with the shipped checkpoints. No GPU, no
+# download. Every model was trained by `./course retrain NAME` (see `data/manifest.json`); the scaling
+# curves by `python -m course_lib.scaling`.
+#
+# **Colours** as in chapter 2: [MASK] grey, AR purple, diffusion teal, confidences in viridis.
+
+# %%
+import inspect
+import json
+import math
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from course_lib import (checkpoints, exercises, facts, language, llada, masked, runtime, scaling, tasks, textlm,
+                        tokenizer, viz, widgets)
+
+device, gen = runtime.setup(seed=0)
+torch.set_num_threads(2)
+print("device:", device)
+AR_C, MDM_C = viz.COLORS["ar"], viz.COLORS["diffusion"]
+manifest = checkpoints.read_manifest()
+
+
+def show_source(fn):
+    """Print a course_lib function's source, so the code sits right under its equation."""
+    print(inspect.getsource(fn))
+
+
+def timer():
+    t0 = time.perf_counter()
+    return lambda: time.perf_counter() - t0
+
+
+grammar = language.default_grammar()
+tok = tokenizer.Tokenizer.for_language(grammar)
+train_sents, test_sents = language.read_split("train"), language.read_split("test")
+data_len = float(np.mean([len(s) for s in train_sents]))
+test_ids = textlm.language_ids("test")
+
+# %% [markdown]
+# ## 1. From MDLM to LLaDA: the recipe
+#
+# **Intuition.** Take a sentence, pick a noise level $t$ uniformly between 0 and 1, hide each token
+# behind [MASK] with probability $t$, and ask the network to fill in the hidden tokens. A nearly
+# complete sentence teaches grammar details; a nearly empty one teaches the model to write from
+# scratch. Because every $t$ is drawn, the model learns every stage of generation, from "all masked"
+# to "one word left", and can therefore *generate*: start from a canvas of [MASK]s and unmask a few
+# tokens at a time.
+#
+# **The math** (LLaDA, eq. 3 and `GUIDELINES.md` of the official code). For a batch of $b$ sequences of
+# length $l$:
+#
+# $$t \sim U(0, 1)\ \text{per sequence},\qquad p_\text{mask} = (1-\varepsilon)\,t + \varepsilon,\quad \varepsilon = 10^{-3},$$
+# $$x_t^i = \texttt{[MASK]}\ \text{with probability}\ p_\text{mask},\ \text{else}\ x_0^i,$$
+# $$\mathcal L(\theta) = \frac{1}{b\,l}\sum_{\text{sequences}}\ \sum_{i:\ x_t^i = \texttt{[MASK]}} \frac{-\log p_\theta(x_0^i\mid x_t)}{p_\text{mask}} .$$
+#
+# Three details matter (plus a fourth, a course convention). (1) The sum is divided by **all** $b\,l$ positions, not by the number of masked
+# ones: that is what makes $\mathcal L$ an upper bound on the negative log-likelihood per token (it is
+# MDLM's NELBO with the linear schedule, $w(t) = 1/t$). (2) The network gets **no time input**: the number
+# of [MASK]s tells it how noisy the input is. (3) [MASK] is never a prediction (its logit is set to
+# $-\infty$), as in MDLM's SUBS parameterisation. (The official LLaDA code keeps the [MASK] logit in its
+# softmax and lets training drive its probability to about zero; we exclude it explicitly, which changes
+# nothing for a trained model and makes the bound exact for any network.) Here is the code, then a check of (1) against chapter 2's
+# MDLM loss on the same corrupted batch.
+
+# %%
+show_source(masked.llada_forward_process)
+show_source(llada.pretrain_loss)
+
+# %%
+mdlm = textlm.load_text_model("lm_mdlm")          # chapter 2's MDLM, 0.88M parameters, 3.97M tokens
+ar = textlm.load_text_model("lm_ar")              # its AR twin
+print("MDM takes a time input:", mdlm.config.time_conditioning, "| attention:", mdlm.config.attention)
+g = torch.Generator().manual_seed(1)
+x0 = test_ids[:64]
+noisy, m, p_mask = masked.llada_forward_process(x0, tok.mask_id, g)
+with torch.no_grad():
+    logits = mdlm(noisy)
+    loss_llada = llada.pretrain_loss(logits, x0, noisy, m, p_mask)
+    mdlm_terms = masked.mdlm_loss(logits, x0, noisy, m, p_mask, "linear", mask_id=tok.mask_id).nelbo
+print(f"LLaDA pretraining loss on this batch            : {loss_llada.item():.6f}")
+print(f"MDLM NELBO terms (linear schedule, t = p_mask) / b l: {(mdlm_terms.sum() / x0.numel()).item():.6f}")
+assert torch.allclose(loss_llada.double(), mdlm_terms.sum().double() / x0.numel(), rtol=1e-5)
+
+# %% [markdown]
+# The two agree to float precision: LLaDA's loss *is* MDLM's bound, evaluated at $t = p_\text{mask}$ and
+# normalised per position of the canvas. (MDLM's training code normalises by the number of real tokens
+# instead, and uses antithetic times; both change the gradient's scale and noise, not its direction in
+# expectation.) So the chapter 2 model `lm_mdlm` is a LLaDA-style model in all but the name; we use it
+# as this chapter's pretrained MDM, and `lm_ar` as its AR twin.
+#
+# **Why the masking ratio must vary.** BERT also fills in masks, but always at a fixed 15%. It never sees
+# a canvas that is mostly [MASK], which is exactly where generation starts. To see the difference, we
+# trained two models of the same size on the same data and batches for the same 4,000 steps
+# (`./course retrain lm_llada` and `lm_bert15`): LLaDA's loss, and the same loss with $p_\text{mask}$
+# fixed at 0.15. The plot shows each model's masked-token loss as a function of the masking ratio; the
+# table, what happens when each one generates 200 sentences from an empty canvas with the same sampler
+# (LLaDA's, random remasking, 20 steps for the 41 positions, temperature 1).
+
+# %%
+llada_model = textlm.load_text_model("lm_llada")
+bert = textlm.load_text_model("lm_bert15")
+ratios = np.linspace(0.05, 1.0, 20)
+gr = torch.Generator().manual_seed(2)
+x_eval = test_ids[:500]
+curves = {}
+with torch.no_grad():
+    for name, model in (("variable masking (LLaDA)", llada_model), ("fixed 15% (BERT)", bert)):
+        per_ratio = []
+        for r in ratios:
+            xt, mm = masked.forward_mask(x_eval, torch.full((len(x_eval),), float(r), dtype=torch.float64),
+                                         "linear", tok.mask_id, gr)
+            nll = llada.masked_token_nll(model(xt), x_eval, xt, mm)
+            per_ratio.append(float(nll.sum() / mm.sum()))
+        curves[name] = per_ratio
+fig, ax = plt.subplots(figsize=(7, 3.6))
+for (name, v), c in zip(curves.items(), (MDM_C, "#E377C2")):
+    ax.plot(ratios, v, "o-", color=c, label=name, ms=4)
+ax.axvline(0.15, color="k", ls=":", lw=1)
+ax.set(xlabel="masking ratio of the input", ylabel="nats per masked token",
+       title="BERT's 15% model is good only near 15%")
+ax.legend()
+plt.show()
+
+
+def validity_of(model, n=200, steps=20, remasking="random", temperature=1.0, block_length=41, seed=0):
+    """Sample n sentences from an empty prompt with LLaDA's sampler and grade them exactly."""
+    g_ = torch.Generator().manual_seed(seed)
+    out = []
+    for b in range(0, n, 500):
+        x = llada.generate(model, torch.zeros((min(500, n - b), 0), dtype=torch.long), steps=steps, gen_length=41,
+                           block_length=block_length, temperature=temperature, remasking=remasking, generator=g_)
+        out += [textlm._to_sentence(r, tok) for r in x]
+    return textlm.sample_validity(out, train_sents), out
+
+
+elapsed = timer()
+v_llada, s_llada = validity_of(llada_model)
+v_bert, s_bert = validity_of(bert)
+print(f"{'model':26s} valid  no-[EOS]  mean length (data {data_len:.2f})")
+for name, v in (("variable masking (LLaDA)", v_llada), ("fixed 15% (BERT)", v_bert)):
+    print(f"{name:26s} {v['valid_fraction']:5.1%}  {v['no_eos_fraction']:7.1%}  {v['mean_length']:.2f}")
+print("samples from the BERT-style model:")
+for s in s_bert[:3]:
+    print("  ", "(no [EOS])" if s is None else " ".join(s))
+print(f"(2 x 200 samples took {elapsed():.0f} s)")
+assert v_llada["valid_fraction"] > v_bert["valid_fraction"] + 0.1
+
+# %% [markdown]
+# At low masking ratios both models are equally good; from about 60% the BERT-style model falls apart
+# (at 100% it is three times worse), and generation, which starts at 100%, goes with it: most of its
+# samples never place an [EOS], and the rest ramble to the end of the canvas. The variable ratio is not a detail: it is what turns a masked LM into a
+# generative model whose loss bounds the likelihood.
+#
+# **Demo 3b — masking explorer.** Drag $t$ to mask more of a sentence (the same random order at every
+# $t$, so masks only grow) and watch the MDM's top-3 guesses at each hidden position. Green: the top guess
+# is the hidden word. Low $t$: the context pins most words down; high $t$: the model falls back on
+# what is likely anywhere (frequent words, [EOS] and padding at the end).
+
+# %%
+mask_sentence = test_sents[3]
+n_words = len(mask_sentence) + 1                     # the words and the [EOS]
+mask_ts = np.round(np.linspace(0.0, 1.0, 21), 2)
+order = torch.randperm(41, generator=torch.Generator().manual_seed(5))
+ids0 = tokenizer.batchify([mask_sentence], tok, 41)
+rank = torch.empty(41, dtype=torch.long)
+rank[order] = torch.arange(41)
+masks_t, top_words, top_probs = [], [], []
+with torch.no_grad():
+    for t_ in mask_ts:
+        mm = rank < int(round(t_ * 41))
+        xt = torch.where(mm[None], torch.full_like(ids0, tok.mask_id), ids0)
+        pr = torch.softmax(llada._exclude_mask(mdlm(xt), tok.mask_id).double(), -1)[0]
+        p3, i3 = pr.topk(3, -1)
+        masks_t.append(mm[:n_words].numpy())
+        top_words.append([[tok.itos[j] for j in i3[k].tolist()] if mm[k] else [""] * 3 for k in range(n_words)])
+        top_probs.append(p3[:n_words].numpy())
+demo_mask = widgets.masking_demo(mask_ts, mask_sentence + ["[EOS]"], np.array(masks_t), top_words,
+                                 np.array(top_probs))
+demo_mask
+
+# %%
+_ = demo_mask.static([{"t": i} for i in (4, 10, 16)], ncols=1, width=11,
+                     titles=[f"t = {mask_ts[i]:.2f}" for i in (4, 10, 16)])
+plt.show()
+
+# %% [markdown]
+# **Your turn — Exercise 3.1.** Write LLaDA's forward process: one $t\sim U(0,1)$ per row,
+# $p_\text{mask} = (1-\varepsilon)t + \varepsilon$, each token masked independently.
+
+# %% tags=["solution"]
+def my_forward_process(x0, mask_id, generator, eps=1e-3):
+    """Returns (noisy, masked, p_mask) with p_mask of shape (B,)."""
+    ### BEGIN SOLUTION Exercise 3.1: LLaDA's forward process
+    t = torch.rand(x0.shape[0], generator=generator, dtype=torch.float64)
+    p_mask = (1 - eps) * t + eps
+    masked_ = torch.rand(x0.shape, generator=generator, dtype=torch.float64) < p_mask[:, None]
+    return torch.where(masked_, torch.full_like(x0, mask_id), x0), masked_, p_mask
+    ### END SOLUTION
+
+
+_ = exercises.check_forward_process(my_forward_process)
+
+# %% [markdown]
+# **Your turn — Exercise 3.2.** Write the pretraining loss from the forward process's outputs and the
+# logits. Mind the normaliser and the [MASK] logit.
+
+# %% tags=["solution"]
+def my_pretrain_loss(logits, x0, noisy, masked_, p_mask):
+    """Masked-token cross-entropy / p_mask, summed, divided by B * L."""
+    ### BEGIN SOLUTION Exercise 3.2: LLaDA's pretraining loss
+    logits = logits.clone()
+    logits[..., 1] = -math.inf                           # [MASK] (id 1) is never a prediction
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
+    return (nll * masked_ / p_mask[:, None]).sum() / x0.numel()
+    ### END SOLUTION
+
+
+_ = exercises.check_pretrain_loss(my_pretrain_loss)
+
+# %% [markdown]
+# ## 2. Pretraining an MDM and its AR twin
+#
+# Both models are the course Transformer of chapter 2 (4 layers, width 128, 0.88M parameters, RMSNorm,
+# rotary positions, SwiGLU), trained on the course language's 50,000 training sentences: the AR model
+# with causal attention and next-token loss, the MDM with bidirectional attention and the loss above.
+# Their learning curves (validation loss in nats per token: exact for AR, an upper bound for the MDM)
+# come from the manifest; the dashed line is the language's exact entropy, the floor no model can beat.
+# First a short live run, so you see the loop work: 80 LLaDA steps from scratch.
+
+# %% tags=["nbval-ignore-output"]
+live_recipe = dict(textlm.TEXT_RECIPES["lm_llada"], steps=80, eval_every=80, eval_sentences=200, ema_decay=None,
+                   warmup=20)
+elapsed = timer()
+_, live_hist = textlm.train_text_model(live_recipe, textlm.language_ids("train")[:20000],
+                                       textlm.language_ids("valid"), desc="live LLaDA pretraining", num_threads=2)
+print(f"80 steps took {elapsed():.0f} s; training loss {live_hist['train_loss'][0]:.2f} -> "
+      f"{live_hist['train_loss'][-1]:.2f}; validation bound {live_hist['valid_nll'][-1]:.2f} nats/token")
+assert live_hist["train_loss"][-1] < 0.8 * live_hist["train_loss"][0]
+
+# %%
+H = language.entropy_per_token().nats
+fig, ax = plt.subplots(figsize=(7, 3.8))
+for name, c, label in (("lm_ar", AR_C, "AR (exact NLL)"), ("lm_mdlm", MDM_C, "MDM (NELBO bound)"),
+                       ("lm_llada", "#0B6E7F", "MDM, LLaDA loss, 4k steps")):
+    cur = manifest[name]["metrics"]["curve"]
+    ax.plot(np.array(cur["tokens"]) / 1e6, cur["valid_nll"], "o-", color=c, label=label, ms=3)
+ax.axhline(H, color="k", ls="--", lw=1, label=f"exact entropy {H:.3f}")
+ax.set(xlabel="training tokens (millions)", ylabel="validation nats / token", ylim=(H - 0.1, 4.2),
+       title="Pretraining: the MDM lags the AR model at equal tokens")
+ax.legend()
+plt.show()
+ar_nll = textlm.ar_nll(ar, test_ids)
+mdm_nll = textlm.mdlm_nelbo(mdlm, test_ids, samples=2, seed=0)
+print(f"test: AR {ar_nll.nll:.3f} nats/token (ppl {math.exp(ar_nll.nll):.2f}); MDM <= {mdm_nll.nll:.3f} "
+      f"± {mdm_nll.se:.3f} (ppl <= {math.exp(mdm_nll.nll):.2f}); ratio of perplexities {math.exp(mdm_nll.nll - ar_nll.nll):.3f}")
+for name in ("lm_ar", "lm_mdlm"):
+    e = manifest[name]
+    print(f"{name}: {e['metrics']['steps']} steps, {e['metrics']['tokens'] / 1e6:.2f}M tokens, "
+          f"{e['train_seconds'] / 60:.1f} min on {textlm.TEXT_RECIPE_THREADS[name]} thread(s)")
+
+# %% [markdown]
+# ## 3. Supervised fine-tuning: prompts that are never masked
+#
+# **Intuition.** An instruction-tuned model sees pairs (prompt, answer). LLaDA keeps the pretraining loss
+# and changes one thing: the prompt is never masked, so the model always sees the whole question and
+# learns to fill in the answer. Answers of different lengths are padded with [EOS] up to the canvas, and
+# those [EOS]s are *part of the answer* (masked and predicted like any token): that is how the model
+# learns where to stop.
+#
+# **The math** (LLaDA eq. 5, `GUIDELINES.md`). With prompt $p_0$, answer $r_0$ of length $L'$ (its [EOS]
+# padding included) and $r_t$ the masked answer:
+# $$\mathcal L_\text{SFT}(\theta) = \frac{1}{b}\sum_{\text{pairs}} \frac{1}{L'}\sum_{i:\ r_t^i = \texttt{[MASK]}}
+#   \frac{-\log p_\theta(r_0^i\mid p_0, r_t)}{p_\text{mask}} .$$
+#
+# Our instruction set has two tasks, each with an exact grader (`course_lib.tasks`): `[complete]` (finish
+# a sentence; graded by the language's validator: many right answers) and `[reverse]` (say a sentence
+# backwards; one right answer). The three new tokens get fresh embedding rows in the pretrained MDM
+# (`nn.grow_vocabulary`); `./course retrain sft_mdm` fine-tunes it on 20,000 instructions.
+
+# %%
+itok = tasks.instruction_tokenizer()
+examples = tasks.instruction_set("train", 4, seed=3)
+x_sft, pl = tasks.instructions_to_ids(examples)
+for e, row, p in zip(examples, x_sft, pl):
+    print(f"prompt ({int(p):2d} tokens): {' '.join(e.prompt):48s} -> {itok.decode(row[p:p + len(e.answer) + 2])} ...")
+noisy_s, m_s, pm_s = llada.sft_forward_process(x_sft, pl, itok.mask_id, torch.Generator().manual_seed(0))
+prompt_pos = llada.prompt_positions(pl, x_sft.shape[1])
+print("prompt positions ever masked:", bool(m_s[prompt_pos].any()), "| masked [EOS] padding tokens (they count):",
+      int((m_s & (x_sft == itok.eos_id)).sum()))
+show_source(llada.sft_loss)
+
+# %%
+# check the SFT loss against a direct transcription of eq. 5 (row by row, with a plain loop)
+sft = textlm.load_text_model("sft_mdm")
+with torch.no_grad():
+    lg = sft(noisy_s)
+    got = llada.sft_loss(lg, x_sft, noisy_s, m_s, pm_s, pl, mask_id=itok.mask_id)
+    lp = torch.log_softmax(llada._exclude_mask(lg, itok.mask_id), -1)
+    want = 0.0
+    for b in range(len(x_sft)):
+        Lp = x_sft.shape[1] - int(pl[b])
+        want += sum(-lp[b, i, x_sft[b, i]] / pm_s[b] for i in range(x_sft.shape[1]) if m_s[b, i]) / Lp
+    want /= len(x_sft)
+print(f"sft_loss {got.item():.6f}  direct eq. 5 {float(want):.6f}")
+assert abs(got.item() - float(want)) < 1e-4 * max(1.0, abs(float(want)))
+
+# %%
+test_instr = tasks.instruction_set("test", 200, seed=11)
+elapsed = timer()
+answers = tasks.answer_instructions(sft, test_instr)
+sft_acc = {k: float(np.mean([tasks.grade_instruction(e, a) for e, a in zip(test_instr, answers) if e.task == k]))
+           for k in ("complete", "reverse")}
+print(f"SFT model on 200 held-out instructions (pure diffusion, one token per step, greedy), took {elapsed():.0f} s:")
+for k, v in sft_acc.items():
+    print(f"  [{k}] accuracy {v:.1%}")
+for e, a in list(zip(test_instr, answers))[:6]:
+    mark = "✓" if tasks.grade_instruction(e, a) else "✗"
+    print(f"  {mark} {' '.join(e.prompt):52s} -> {'(no [EOS])' if a is None else ' '.join(a)}")
+
+# %% [markdown]
+# The model learned the format of both instructions (it always answers, and ends with [EOS]) and is good
+# at `[complete]`, which only asks for what pretraining taught: grammatical continuations. `[reverse]` is
+# another matter. Its answer is a *copy* of the prompt in another order, and copying needs the network
+# to find, for answer position $j$, the prompt position $n + 1 - j$, a lookup that depends on the
+# sentence's length. The answers above show what a 0.9M-parameter model learned in 2,500 SFT steps
+# instead: it puts the closing punctuation mark first (every reversed sentence starts with one), then
+# fills the rest with frequent words of the language rather than the prompt's. Copying circuits (the "induction heads" of
+# Olsson et al. 2022) form abruptly and late in training; at this budget they had not formed, and
+# section 7 meets the same wall.
+
+# %% [markdown]
+# ## 4. Sampling: blocks, steps, remasking, temperature, guidance
+#
+# **The algorithm** (`generate.py` of the official code). Start from `[prompt | MASK × gen_length]`.
+# Cut the answer into blocks of `block_length` tokens, decoded left to right (pure diffusion when
+# `block_length = gen_length`, semi-autoregressive otherwise); give each block `steps / num_blocks`
+# steps. At each step, predict every masked position (Gumbel-max sampling in float64 at temperature
+# $\tau$, greedy at $\tau = 0$), then **commit** only the $k$ best, where "best" is the highest softmax
+# probability of the chosen token (*low-confidence remasking*: the least confident are re-masked) or a
+# random score (*random remasking*). Committed tokens never change. $k$ is spread evenly over the
+# block's steps: `get_num_transfer_tokens`.
+
+# %%
+show_source(llada.num_transfer_tokens)
+print(llada.num_transfer_tokens(torch.tensor([10, 41, 3]), 4))
+
+# %% [markdown]
+# **Your turn — Exercise 3.3.** Write `get_num_transfer_tokens`: `mask_count` (B,) tokens to unmask in
+# `steps` steps; every step gets `mask_count // steps`, and the first `mask_count % steps` steps one more.
+
+# %% tags=["solution"]
+def my_num_transfer_tokens(mask_count, steps):
+    ### BEGIN SOLUTION Exercise 3.3: spread the tokens to commit evenly over the steps
+    base, rem = mask_count // steps, mask_count % steps
+    out = base[:, None].repeat(1, steps)
+    out += (torch.arange(steps)[None] < rem[:, None]).long()
+    return out
+    ### END SOLUTION
+
+
+_ = exercises.check_num_transfer_tokens(my_num_transfer_tokens)
+
+# %% [markdown]
+# **Your turn — Exercise 3.4.** One step of low-confidence remasking at temperature 0: propose the
+# argmax token at every masked position ([MASK] excluded), and commit the `k[b]` most confident of them.
+
+# %% tags=["solution"]
+def my_low_confidence_step(x, logits, k, mask_id):
+    ### BEGIN SOLUTION Exercise 3.4: one low-confidence remasking step
+    logits = logits.double().clone()
+    logits[..., mask_id] = -math.inf
+    p = torch.softmax(logits, -1)
+    conf, proposal = p.max(-1)
+    conf = torch.where(x == mask_id, conf, torch.full_like(conf, -math.inf))
+    out = x.clone()
+    for b in range(x.shape[0]):
+        idx = torch.argsort(conf[b], descending=True, stable=True)[:int(k[b])]
+        out[b, idx] = proposal[b, idx]
+    return out
+    ### END SOLUTION
+
+
+_ = exercises.check_low_confidence_step(my_low_confidence_step)
+
+# %% [markdown]
+# ### Low-confidence versus random remasking
+#
+# LLaDA's Table 9 reports that low-confidence remasking beats random remasking by a wide margin on
+# every benchmark (for example GSM8K 70.0 against 21.3). We measure the same comparison with an exact
+# grader: 1,000 unconditional samples each from the pretrained MDM, 41 steps for a 41-position canvas
+# (one token per step), temperature 1, pure diffusion; the only difference is which proposals are kept.
+# Reported beside validity: the mean sentence length against the data's.
+
+# %%
+elapsed = timer()
+remask = {}
+for rm in ("low_confidence", "random"):
+    remask[rm], _ = validity_of(mdlm, n=1000, steps=41, remasking=rm, seed=1)
+print(f"{'remasking':16s} valid  no-[EOS]  mean length  (data {data_len:.2f})   [took {elapsed():.0f} s]")
+for rm, v in remask.items():
+    print(f"{rm:16s} {v['valid_fraction']:5.1%}  {v['no_eos_fraction']:7.1%}  {v['mean_length']:6.2f}  "
+          f"ratio {v['length_ratio']:.2f}")
+assert remask["low_confidence"]["valid_fraction"] > remask["random"]["valid_fraction"]
+
+# %% [markdown]
+# Low confidence wins on validity, as in the paper, but look at the length: it drifts far below the
+# data's. The reason is visible in the demo below. On an empty canvas the most confident proposals are
+# the *padding* at the right end and the [EOS] (a sentence has to end somewhere, and [PAD] after [EOS]
+# is certain), so the sampler commits the end of the sentence first, early, while the canvas is still
+# empty, and the sentence it then writes must fit the room left. Short sentences are easier to get
+# right, so validity rises; the distribution of lengths is no longer the data's. LLaDA meets the same
+# effect with its [EOS]-padded SFT data ("excessive EOS"), which is one reason its official evaluation
+# decodes math in semi-autoregressive blocks. Random remasking commits positions in a random order,
+# which is ancestral sampling from the model: the lengths are right, and validity is what the
+# model's bound predicts (chapter 2 explains why an MDM at this loss writes fewer valid sentences than
+# the AR model).
+
+# %%
+# steps and temperature: 100 samples per setting (41 steps at temperature 1: the 1,000-sample runs above)
+elapsed = timer()
+sweep = {}
+for rm in ("low_confidence", "random"):
+    for st in (10, 20):
+        sweep[(rm, "steps", st)], _ = validity_of(mdlm, n=100, steps=st, remasking=rm, seed=2)
+    sweep[(rm, "steps", 41)] = remask[rm]
+    sweep[(rm, "temperature", 0.7)], _ = validity_of(mdlm, n=100, steps=41, temperature=0.7, remasking=rm, seed=3)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+for rm, c, mk in (("low_confidence", MDM_C, "o"), ("random", "#6C757D", "s")):
+    xs = (10, 20, 41)
+    axes[0].plot(xs, [sweep[(rm, "steps", s)]["valid_fraction"] for s in xs], mk + "-", color=c, label=rm)
+    axes[1].plot(xs, [sweep[(rm, "steps", s)]["mean_length"] for s in xs], mk + "-", color=c, label=rm)
+axes[1].axhline(data_len, color="k", ls="--", lw=1, label="data")
+axes[0].set(xlabel="steps (41 positions)", ylabel="valid fraction", title="More steps, more valid sentences")
+axes[1].set(xlabel="steps (41 positions)", ylabel="mean length (words)", title="Length: random order keeps the data's")
+for a in axes:
+    a.legend()
+plt.show()
+for rm in ("low_confidence", "random"):
+    print(f"{rm}, 41 steps: T = 1: {sweep[(rm, 'steps', 41)]['valid_fraction']:.1%} valid, length "
+          f"{sweep[(rm, 'steps', 41)]['mean_length']:.2f} | T = 0.7: {sweep[(rm, 'temperature', 0.7)]['valid_fraction']:.1%}"
+          f" valid, length {sweep[(rm, 'temperature', 0.7)]['mean_length']:.2f}")
+print(f"(sweep took {elapsed():.0f} s)")
+
+# %% [markdown]
+# **Steps.** With fewer steps than positions, each step commits several tokens at once, each chosen as if
+# the others were not being chosen. For random remasking that costs validity smoothly. For
+# low-confidence remasking it is worse: the positions that are *individually* most confident are often
+# ones that only make sense alone (two [EOS]s at different places, two candidates for the same role),
+# and committing them together breaks the sentence; below one token per step low confidence loses its
+# lead. Chapter 4 makes this precise (when is committing several confident tokens at once safe?) and
+# turns it into LLaDA 2's threshold decoding. **Temperature** below 1 trades diversity for validity, with
+# the same shortening as in chapter 2.
+#
+# ### Blocks and guidance on prompted generation
+#
+# Now the SFT model, on `[complete]` prompts that keep the first 7 words of a held-out sentence: the
+# prompt has 9 tokens and the answer region 32, so block lengths 32 (pure diffusion), 16, 8 and 4
+# divide it. Each setting decodes the same 60 prompts greedily with 32 steps. Unsupervised
+# classifier-free guidance (SMDM; `cfg_scale` $w$) contrasts the prediction with and without the
+# prompt, $\tilde p \propto p(r_0\mid p_0, r_t)^{1+w} / p(r_0\mid \texttt{[MASK]}\cdots, r_t)^{w}$, which
+# sharpens the answer's dependence on the prompt.
+
+# %%
+long_test = [s_ for s_ in test_sents if 8 <= len(s_) <= tasks.MAX_COMPLETE_WORDS][:60]
+comp7 = [tasks.Instruction("complete", [tasks.COMPLETE, *s_[:7], tasks.SEP], s_[7:]) for s_ in long_test]
+comp_len = float(np.mean([len(e.answer) for e in comp7]))
+
+
+def complete_scores(**kw):
+    a = tasks.answer_instructions(sft, comp7, steps=32, **kw)
+    ok = [tasks.grade_instruction(e, x) for e, x in zip(comp7, a)]
+    return float(np.mean(ok)), float(np.mean([len(x) for x in a if x is not None]))
+
+
+elapsed = timer()
+block_res = {bl: complete_scores(block_length=bl) for bl in (32, 8, 4)}
+block_res_random = {bl: complete_scores(block_length=bl, remasking="random") for bl in (32, 8)}
+cfg_res = {w: (block_res[32] if w == 0 else complete_scores(block_length=32, cfg_scale=w)) for w in (0.0, 0.5, 1.5)}
+print(f"[complete] with a 7-word prefix, {len(comp7)} held-out sentences, 32 steps, greedy "
+      f"(true continuations: {comp_len:.2f} words)   [took {elapsed():.0f} s]")
+print("  low confidence, block length: " + "   ".join(f"{bl}: {v:.1%} valid, {n:.2f} words" for bl, (v, n) in block_res.items()))
+print("  random,         block length: " + "   ".join(f"{bl}: {v:.1%} valid, {n:.2f} words" for bl, (v, n) in block_res_random.items()))
+print("  low confidence, cfg scale   : " + "   ".join(f"{w}: {v:.1%} valid, {n:.2f} words" for w, (v, n) in cfg_res.items()))
+
+# %% [markdown]
+# **What this shows.** Every setting ends the answer too early: the SFT model's continuations are about
+# half as long as the real ones. This is the "excessive [EOS]" effect LLaDA reports for its [EOS]-padded
+# SFT data: most answer positions in SFT are padding, so [EOS] is the most confident prediction almost
+# everywhere, and low-confidence remasking commits it early. LLaDA's remedy, semi-autoregressive blocks,
+# helps only a little here (the block at the left edge still holds [EOS]-heavy positions once the
+# continuation is short), and random remasking, which is blind to confidence, gives the same lengths: the
+# shortness is in the model's distribution (it learned from many short answers), not only in the
+# sampler. Guidance moves the other way: the contrast with the unconditional prediction down-weights
+# [EOS] (likely with or without the prompt), so answers get longer, and validity drops as the model
+# commits to more words it is unsure of. The validity is of short answers, but it is real: each
+# prompt-plus-answer is a sentence of the language by the exact validator.
+#
+# **Demo 3a — generation viewer.** One `[complete]` instruction decoded three ways. Slide through the
+# steps: grey chips are still masked, each committed token is coloured by the confidence it had when
+# committed, and the tokens committed at the current step are outlined. Watch where low-confidence
+# remasking starts (the easy, certain positions) compared with random remasking and with blocks.
+
+# %%
+viewer_ex = comp7[0]
+vp = torch.tensor([itok.encode(viewer_ex.prompt)])
+records = {}
+for label, rm, bl in (("low confidence, pure diffusion", "low_confidence", 32),
+                      ("random, pure diffusion", "random", 32), ("low confidence, blocks of 8", "low_confidence", 8)):
+    _, rec = llada.generate(sft, vp, steps=32, gen_length=32, block_length=bl, remasking=rm, mask_id=itok.mask_id,
+                            generator=torch.Generator().manual_seed(0), record=True)
+    records[label] = {"canvases": rec.canvases[:, 0].numpy(), "commit_step": rec.commit_step[0].numpy(),
+                      "commit_conf": rec.commit_conf[0].numpy()}
+demo_gen = widgets.generation_demo(records, itok.itos, itok.mask_id, vp.shape[1])
+demo_gen
+
+# %%
+_ = demo_gen.static([{"strategy": s_, "step": k} for s_ in records for k in (4, 32)], ncols=2, width=11)
+plt.show()
+
+# %% [markdown]
+# ## 5. Likelihood: two estimators of the same bound
+#
+# To score an answer (multiple-choice benchmarks, perplexity), LLaDA needs $\log p(r_0\mid p_0)$, which it
+# bounds by the ELBO. Two Monte-Carlo estimators target the *same* ELBO:
+#
+# - **$t$-based** (the SFT loss's form): $t\sim U(0,1)$, mask each answer token with probability $t$,
+#   score $\frac1t\sum_{\text{masked}}\log p_\theta(r_0^i\mid p_0, r_t)$;
+# - **LLaDA's eq. 6**: draw $l\sim U\{1..L\}$, mask *exactly* $l$ of the $L$ answer tokens, score
+#   $\frac{L}{l}\sum_{\text{masked}}\log p_\theta(r_0^i\mid p_0, r_l)$ (the official code also stratifies
+#   $l$ across the mini-batch).
+#
+# The first can draw a tiny $t$ that masks one token and multiplies it by $1/t$: rare, huge terms, hence
+# high variance. The second never weighs a term by more than $L$. Their expectations are equal: both
+# are weighted averages over masks, and for a mask with $k$ of $L$ tokens hidden the weights agree,
+# $\int_0^1 t^{k}(1-t)^{L-k}\,\tfrac{dt}{t} = \frac{1}{k\binom{L}{k}}$ (a Beta function) $= P(l=k)\cdot\frac{1}{\binom{L}{k}}\cdot\frac{L}{k}$.
+# We check it exactly, by enumerating all $2^L$ masks of a short answer, then measure both variances.
+
+# %%
+prompt_ids = torch.tensor(itok.encode(test_instr[1].prompt))
+answer_ids = torch.tensor(itok.encode(test_instr[1].answer[:6]))
+exact_t = llada.exact_elbo_t_based(sft, prompt_ids, answer_ids, mask_id=itok.mask_id, eps=0.0)
+exact_l = llada.exact_elbo_llada(sft, prompt_ids, answer_ids, mask_id=itok.mask_id)
+print(f"prompt: {' '.join(test_instr[1].prompt)} | answer: {' '.join(test_instr[1].answer[:6])} ({len(answer_ids)} tokens, "
+      f"{2 ** len(answer_ids)} masks)")
+print(f"exact E[t-based estimator]  = {float(exact_t):.10f} nats")
+print(f"exact E[LLaDA eq. 6]        = {float(exact_l):.10f} nats   |difference| = {abs(float(exact_t - exact_l)):.1e}")
+assert abs(float(exact_t - exact_l)) < 1e-9
+
+# %%
+elapsed = timer()
+reps, mc = 200, 16
+est = {"t-based": [], "LLaDA eq. 6": []}
+for r in range(reps):
+    g1, g2 = torch.Generator().manual_seed(10_000 + r), torch.Generator().manual_seed(20_000 + r)
+    est["t-based"].append(llada.elbo_t_based(sft, prompt_ids, answer_ids, mc=mc, batch_size=mc, mask_id=itok.mask_id,
+                                             generator=g1, eps=1e-3).elbo)
+    est["LLaDA eq. 6"].append(llada.elbo_llada(sft, prompt_ids, answer_ids, mc=mc, batch_size=mc, mask_id=itok.mask_id,
+                                               generator=g2).elbo)
+var = {k: float(np.var(v, ddof=1)) for k, v in est.items()}
+fig, ax = plt.subplots(figsize=(7, 3.4))
+bins = np.linspace(min(map(min, est.values())), max(map(max, est.values())), 40)
+for (k, v), c in zip(est.items(), ("#6C757D", MDM_C)):
+    ax.hist(v, bins=bins, alpha=0.6, color=c, label=f"{k}: variance {var[k]:.3f}")
+ax.axvline(float(exact_l), color="k", ls="--", lw=1, label="exact ELBO")
+ax.set(xlabel=f"estimate of log p(answer | prompt), {mc} samples each", ylabel="runs",
+       title=f"Same target, different spread ({reps} repeated runs)")
+ax.legend()
+plt.show()
+var_ratio = var["LLaDA eq. 6"] / var["t-based"]
+print(f"variance ratio LLaDA / t-based = {var_ratio:.3f}  (took {elapsed():.0f} s)")
+assert var_ratio <= 0.5
+
+# %% [markdown]
+# ## 6. The reversal curse
+#
+# **The claim.** Trained on "A is the mother of B", an autoregressive model does not learn "B is the child
+# of A" (Berglund et al. 2023). LLaDA's Table 4 (poem completion, v3 of the paper) reports forward /
+# reversal accuracy of 82.7 / 34.3 for GPT-4o, 75.9 / 38.0 for Qwen2.5-7B and 51.8 / 45.6 for LLaDA-8B:
+# the diffusion model is weaker forward but far less lopsided.
+#
+# **Our experiment** (`course_lib.facts`). An invented world: 600 mother/child pairs whose facts appear in
+# training in *both* directions (so the templates "X is the mother of Y" and "Y is the child of X" are
+# learnable), 100 **held-out** pairs stated *forward only*, and 50 chains of three people
+# (x2 is the mother of x1, x1 the mother of x0). An AR model and an MDM of the same size train on the
+# same 1,400 statements for the same 12,000 steps (`./course retrain facts_ar` / `facts_mdm`). We ask:
+#
+# - **forward** "P is the mother of" -> C and **reverse** "C is the child of" -> P, for held-out pairs;
+# - **left-masked** "[MASK] is the mother of C ." -> P: the training sentence with its left name hidden,
+#   a question only a bidirectional model can even pose;
+# - **control** "C is the mother of" (C has no child: no right answer). A model that answers P is
+#   recalling "the name seen with C", ignoring the relation word;
+# - **chains** "x1 is the child of" -> x2, where x1 appears in two facts; "the name seen with x1" is
+#   ambiguous (x2 or x0), so symmetric recall gives a wrong answer half the time.
+
+# %%
+world = facts.reversal_world()
+fmodels = {"AR": textlm.load_text_model("facts_ar"), "MDM": textlm.load_text_model("facts_mdm")}
+kinds = ("both_forward", "both_reverse", "forward", "reverse", "left_masked", "chain_forward", "chain_reverse")
+answers_f, table = {}, {}
+for name, model in fmodels.items():
+    for kind in kinds + ("control",):
+        try:
+            answers_f[(name, kind)] = facts.ask(model, world, kind)
+        except ValueError:
+            answers_f[(name, kind)] = None               # AR cannot pose a left-masked query
+    for kind in kinds:
+        a = answers_f[(name, kind)]
+        table[(name, kind)] = None if a is None else facts.accuracy(a, world, kind)
+sym = {}
+for name in fmodels:
+    c = answers_f[(name, "control")]
+    sym[(name, "control")] = float(np.mean([x == y for x, y in zip(c, world.symmetric_recall_answer("control"))]))
+    ch = answers_f[(name, "chain_reverse")]
+    sym[(name, "chain")] = float(np.mean([x == y for x, y in zip(ch, world.symmetric_recall_answer("chain_reverse"))]))
+labels_k = {"both_forward": "trained pairs, forward", "both_reverse": "trained pairs, reverse",
+            "forward": "held-out, forward", "reverse": "held-out, reverse", "left_masked": "held-out, left-masked",
+            "chain_forward": "chains, forward", "chain_reverse": "chains, reverse"}
+short_k = {k: v.replace(", ", "\n") for k, v in labels_k.items()}
+print(f"{'query':26s} {'AR':>7s} {'MDM':>7s}")
+for kind in kinds:
+    cells = ["  n/a" if table[(n, kind)] is None else f"{table[(n, kind)]:6.1%}" for n in fmodels]
+    print(f"{labels_k[kind]:26s} {cells[0]:>7s} {cells[1]:>7s}")
+for key, lab in (("control", "control: answers P"), ("chain", "chains rev.: answers x0")):
+    print(f"{lab:26s} {sym[('AR', key)]:6.1%} {sym[('MDM', key)]:6.1%}   (symmetric recall)")
+
+# %%
+fig, ax = plt.subplots(figsize=(10, 3.8))
+show = ["forward", "reverse", "left_masked", "chain_forward", "chain_reverse"]
+xs = np.arange(len(show))
+for off, name, c in ((-0.2, "AR", AR_C), (0.2, "MDM", MDM_C)):
+    vals = [table[(name, k)] if table[(name, k)] is not None else 0 for k in show]
+    ax.bar(xs + off, vals, 0.4, color=c, label=name)
+ax.bar([len(show) - 0.2, len(show) + 0.2], [sym[("AR", "control")], sym[("MDM", "control")]], 0.4,
+       color=[AR_C, MDM_C], hatch="//", edgecolor="w")
+ax.set_xticks(list(xs) + [len(show)], [short_k[k] for k in show] + ["control: answers P\n(no right answer)"],
+              fontsize=9)
+ax.set(ylabel="accuracy", ylim=(0, 1.05), title="Reversal curse on held-out facts (AR cannot pose left-masked queries)")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# **What the numbers say.** Both models learned every training fact (forward on held-out pairs and both
+# directions on the trained pairs). The AR model shows the curse in its pure form: asked "C is the child
+# of", it never gives P, because in training C only ever came *after* P and a left-to-right model stores
+# "what follows P", not "what precedes C". The MDM does answer many reverse questions, and the
+# left-masked query shows why it can: it was trained to fill in *any* masked position, so "[MASK] is
+# the mother of C ." -> P is a training case for it, and it gets all of them right.
+#
+# The two deeper probes say what that knowledge is. **Control**: asked "C is the mother of" (C has no
+# child), the MDM still answers P a good part of the time: it partly recalls "the name seen with C" and
+# ignores the relation word. **Chains**: asked "x1 is the child of", where the right answer is x2, the
+# MDM answers x0, the name x1 was seen *with as the subject* ("x1 is the mother of x0"), essentially
+# every time. So the bidirectional model has not learned that "child of" inverts "mother of". It stores
+# associations between names in both directions, and answers a question about C by the strongest
+# association it has for C in that sentence position; when the only association is the mother (held-out
+# pairs), that looks like reversal, and the relation word tilts the odds (reverse well above control);
+# when a competing association exists (chains), the relation word loses. That is the honest reading of
+# LLaDA's Table 4 too: the diffusion model is not cursed in the AR way, but "breaking the curse" on a
+# benchmark is not the same as learning the inverse relation.
+#
+# **Demo 3c — reversal explorer.** Pick a held-out person and see both models answer the four questions
+# about them.
+
+# %%
+people = [c for p, c in world.held_out]
+rev_answers = {}
+for kind in ("forward", "reverse", "left_masked", "control"):
+    prompts = [" ".join(p) for p, _ in world.queries[kind]]
+    truth = [a[0] if a else "" for _, a in world.queries[kind]]
+    rev_answers[kind] = {"prompt": prompts, "truth": truth,
+                         "ar": answers_f[("AR", kind)] or [""] * len(people), "mdm": answers_f[("MDM", kind)]}
+demo_rev = widgets.reversal_demo(people, rev_answers)
+demo_rev
+
+# %%
+_ = demo_rev.static([{"person": i} for i in (0, 1, 2)], ncols=1, width=11)
+plt.show()
+
+# %% [markdown]
+# ## 7. In-context learning
+#
+# **The task** (`course_lib.tasks`): 24 words in 4 fixed classes, and 6 fixed *labelling rules*, each giving
+# the classes a different permutation of the labels P, Q, R, S. A prompt picks one rule at random, shows
+# $k$ examples `word = label ;` and asks `query =`. Which rule is in force is written nowhere but in the
+# examples. An AR model and an MDM of the same size (`icl_ar`, `icl_mdm`) train on 50,000 episodes with
+# $k$ from 0 to 8; we test on fresh episodes, reading each model's most likely label. The dashed line is the
+# best any reader can do (computed exactly: keep the rules that agree with every example, answer the
+# majority label): at $k = 0$ the best guess is right 37.5% of the time, one example doubles that.
+#
+# This is ICL as *task recognition*: the rules can be learned in training, and the prompt says which one
+# applies. We first tried the harder *task learning* version, a fresh random rule in every prompt, which
+# forces the model to copy the label of a matching example (an induction circuit, Olsson et al. 2022).
+# Neither twin got off chance in the budget (AR, 4 layers, 3,000 steps: 25% at $k = 8$; AR, 2 layers,
+# 6,000 steps, 4 words: 23%); such circuits appear abruptly and late in training (Reddy 2024), the same
+# wall the `[reverse]` instruction hit in section 3.
+
+# %%
+icl_models = {"AR": textlm.load_text_model("icl_ar"), "MDM": textlm.load_text_model("icl_mdm")}
+shots = list(range(tasks.ICL_MAX_SHOTS + 1))
+icl_acc = {name: [tasks.icl_accuracy(m, k, n=1000) for k in shots] for name, m in icl_models.items()}
+bayes = [tasks.icl_bayes_accuracy(k) for k in shots]
+fig, ax = plt.subplots(figsize=(7, 3.8))
+ax.plot(shots, bayes, "k--", label="best possible (exact)")
+for name, c in (("AR", AR_C), ("MDM", MDM_C)):
+    ax.plot(shots, icl_acc[name], "o-", color=c, label=name)
+ax.set(xlabel="examples in the prompt (k)", ylabel="accuracy (1,000 episodes)", ylim=(0, 1.02),
+       title="Neither model learned to read the examples")
+ax.legend()
+plt.show()
+for name in icl_models:
+    print(name, " ".join(f"k={k}: {a:.2f}" for k, a in zip(shots, icl_acc[name])))
+print("best", " ".join(f"k={k}: {a:.2f}" for k, a in zip(shots, bayes)))
+eps8 = tasks.icl_episodes(1000, seed=7, shots=8)
+pred8 = {name: tasks.icl_predictions(m, eps8) for name, m in icl_models.items()}
+classes8 = [tasks.icl_class(e.prompt[-2]) for e in eps8]
+
+
+def class_only_share(preds):
+    """Share of episodes whose answer is the model's most common answer for the query's class."""
+    mode = {c: max(set(v), key=v.count) for c in range(tasks.ICL_CLASSES)
+            for v in [[p_ for p_, c_ in zip(preds, classes8) if c_ == c]]}
+    return np.mean([p_ == mode[c] for p_, c in zip(preds, classes8)])
+
+
+print(f"k = 8: AR and MDM give the same label on {np.mean([a == b for a, b in zip(*pred8.values())]):.1%} of episodes; "
+      + ", ".join(f"{n}'s answer is fixed by the query's class alone on {class_only_share(p_):.1%}"
+                  for n, p_ in pred8.items()))
+
+# %% [markdown]
+# **A null result, reported as such.** Both models learned the part of the task that needs no reading:
+# at $k = 0$ they pick the most common label of the query's class over the six rules and reach the best
+# possible 37.5% (up to sampling noise). But neither improved with examples: their accuracy stays at that
+# level for every $k$, and with 8 examples each model's answer is still fixed by the query's class alone
+# (the line under the plot): both ignore the examples completely. The information is in the prompt (one example lifts the
+# ideal reader to 75%); using it needs a two-step circuit (read each example's class and label, then rule
+# out rules), and in 3,000 steps on 50,000 episodes neither architecture found it. LLaDA's claim concerns
+# 8B models trained on 2.3T tokens, where in-context learning emerges for AR and diffusion models alike;
+# at laptop scale we can build the test and its exact ceiling, not reproduce the emergence. *What would
+# reach it:* far more training on the task (tens of thousands of steps, where abrupt ICL transitions are
+# reported; Reddy 2024), or a curriculum that starts with episodes whose query word appears among the
+# examples. Exercise (e) below is that experiment.
+#
+# ## 8. Scaling at small scale
+#
+# SMDM (Nie et al., ICLR 2025) fitted scaling laws for AR models and MDMs and reported that an MDM needs
+# about **16 times** the compute of an AR model to reach the same validation loss. We measure the same
+# quantity in miniature: three sizes (2 layers width 64, 3 layers width 96, and the chapter's 4 layers
+# width 128), each trained as AR and as MDM with the chapter 2 recipes. Compute is $C = 6ND$ FLOPs with
+# $N$ the non-embedding parameters and $D$ the positions processed. The frontier is the lowest loss any
+# size reached at each compute; the factor is the horizontal distance between the two frontiers.
+
+# %%
+curves = scaling.load_curves()
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+for name, c in curves.items():
+    kind, size = name.split("_")
+    col = AR_C if kind == "ar" else MDM_C
+    lw = {"d64": 1, "d96": 1.8, "d128": 2.6}[size]
+    axes[0].plot(c["flops"], c["valid_nll"], "o-", color=col, lw=lw, ms=2 + lw,
+                 label=f"{kind.upper()} {size} ({c['n_params'] / 1e3:.0f}k)")
+axes[0].axhline(H, color="k", ls="--", lw=1)
+axes[0].set(xscale="log", xlabel="training compute (FLOPs, 6ND)", ylabel="validation nats / token",
+            title="Learning curves at three sizes", ylim=(H - 0.05, 4.5))
+axes[0].legend(fontsize=8, ncol=2)
+cf = scaling.compute_factor(curves)
+axes[1].plot(cf["losses"], cf["factor"], "o-", color=MDM_C)
+axes[1].axhline(16, color="grey", ls=":", label="SMDM: about 16x")
+axes[1].axhline(cf["median"], color=MDM_C, ls="--", label=f"ours: median {cf['median']:.1f}x")
+axes[1].set(xlabel="validation loss reached (nats / token)", ylabel="MDM compute / AR compute", yscale="log",
+            title="How much more compute the MDM needs")
+axes[1].set_yticks([2, 4, 8, 16, 32], ["2x", "4x", "8x", "16x", "32x"])
+axes[1].minorticks_off()
+axes[1].legend()
+plt.show()
+ratio_big = math.exp(curves["mdm_d128"]["valid_nll"][-1] - curves["ar_d128"]["valid_nll"][-1])
+print(f"compute factor at matched loss: median {cf['median']:.1f}x over losses "
+      f"{cf['losses'][0]:.2f}-{cf['losses'][-1]:.2f} nats/token; {cf['factor'][0]:.1f}x at the lowest loss both "
+      f"reach ({cf['losses'][0]:.2f})")
+print(f"largest size, each with its recipe's budget: MDM / AR perplexity (validation) = {ratio_big:.3f}")
+
+# %% [markdown]
+# **Reading the plot.** Two things differ from SMDM's setting, and both show. First, the course language
+# has a known floor (2.92 nats/token), and every AR model, even the 0.1M-parameter one, ends within
+# 0.02 of it: at this scale the AR frontier runs into the floor instead of following a power law. Second,
+# the MDM never reaches the AR models' final loss within its recipe; its bound stops at 3.14 (the largest
+# size). So the factor can only be measured at the losses both frontiers pass through, 3.2 nats and
+# above. There it is about 3.5x at the high-loss end (early training, where both models learn the easy
+# statistics) and climbs steeply as the target loss falls, reaching roughly SMDM's 16x at the lowest
+# loss both reach. What carries over is the shape of SMDM's finding: at every loss level the masked model
+# needs several times the AR model's compute, and the last stretch toward the AR loss is the most
+# expensive (chapter 2 measured the same gap in sample validity). Our single number, the median, is 3.5x;
+# the number at the lowest shared loss is the one to compare with 16x, and it is printed above.
+#
+# ## 9. Scorecard: the papers beside this notebook
+
+# %%
+pub = {f["id"]: f for f in json.loads((checkpoints.DATA_DIR / "published" / "chapter03.json").read_text())["facts"]}
+rev_pub = pub["llada_reversal_v3"]["value"]
+print(f"{'quantity':44s} | {'paper':>22s} | {'this notebook':>22s}")
+for model_name, (fw, rv) in rev_pub.items():
+    print(f"{'reversal (fwd / rev), ' + model_name.split(' (')[0]:44s} | {fw:9.1f} / {rv:<10.1f} |")
+print(f"{'reversal held-out, AR (forward / reverse)':44s} | {'':>22s} | "
+      f"{table[('AR', 'forward')]:8.1%} / {table[('AR', 'reverse')]:<8.1%}")
+print(f"{'reversal held-out, MDM (forward / reverse)':44s} | {'':>22s} | "
+      f"{table[('MDM', 'forward')]:8.1%} / {table[('MDM', 'reverse')]:<8.1%}")
+t9 = pub["llada_table9_gsm8k"]["value"]
+print(f"{'low-confidence vs random remasking':44s} | {'GSM8K ' + str(t9[0]) + ' vs ' + str(t9[1]):>22s} | "
+      f"valid {remask['low_confidence']['valid_fraction']:.1%} vs {remask['random']['valid_fraction']:.1%}")
+print(f"{'MDM / AR compute for equal loss':44s} | {'about ' + str(pub['smdm_compute_factor']['value']) + 'x':>22s} | "
+      f"{format(cf['factor'][0], '.1f') + 'x at ' + format(cf['losses'][0], '.2f') + ', median ' + format(cf['median'], '.1f') + 'x':>22s}")
+print(f"{'MDM / AR perplexity (largest size)':44s} | {'MDLM OWT 23.21 / 17.54':>22s} | {ratio_big:22.3f}")
+
+# %% [markdown]
+# ## Key terms
+#
+# - **LLaDA**: a masked-diffusion LM (no time input, variable masking ratio, loss divided by all positions),
+#   pretrained, then SFT'd with the prompt never masked (sections 1-3).
+# - **Low-confidence remasking**: keep the most confident proposals at each step, re-mask the rest (section 4).
+# - **Semi-autoregressive decoding**: blocks decoded left to right, diffusion inside each block (section 4).
+# - **Unsupervised CFG**: contrast the answer's logits with and without the prompt (section 4).
+# - **Reversal curse**: failing "B is the child of A" after learning "A is the mother of B" (section 6).
+#
+# ## References
+#
+# - S. Nie, F. Zhu, Z. You, X. Zhang, J. Ou, J. Hu, J. Zhou, Y. Lin, J.-R. Wen, C. Li. *Large Language
+#   Diffusion Models* (LLaDA). arXiv:2502.09992 (v3, NeurIPS 2025); code: github.com/ML-GSAI/LLaDA.
+# - S. Nie et al. *Scaling up Masked Diffusion Models on Text* (SMDM). ICLR 2025, arXiv:2410.18514.
+# - C. Olsson et al. *In-context Learning and Induction Heads*. Transformer Circuits Thread, 2022.
+# - G. Reddy. *The mechanistic basis of data dependence and abrupt learning in an in-context classification
+#   task*. ICLR 2024.
+# - S. M. Xie, A. Raghunathan, P. Liang, T. Ma. *An Explanation of In-context Learning as Implicit Bayesian
+#   Inference*. ICLR 2022.
+# - L. Berglund et al. *The Reversal Curse: LLMs trained on "A is B" fail to learn "B is A"*. ICLR 2024.
+# - S. S. Sahoo et al. *Simple and Effective Masked Diffusion Language Models* (MDLM). NeurIPS 2024.
+# - J. Devlin et al. *BERT*. NAACL 2019.
+# - J. Kaplan et al. *Scaling Laws for Neural Language Models*. arXiv:2001.08361 (the $6ND$ compute count).
+#
+# ## Exercises
+#
+# | | exercise | checker |
+# |---|---|---|
+# | 3.1 | LLaDA's forward process | `exercises.check_forward_process` |
+# | 3.2 | the pretraining loss | `exercises.check_pretrain_loss` |
+# | 3.3 | `get_num_transfer_tokens` | `exercises.check_num_transfer_tokens` |
+# | 3.4 | one low-confidence remasking step | `exercises.check_low_confidence_step` |
+#
+# Going further (no checker): (a) sample from `lm_llada` with low-confidence remasking and measure the
+# mean length: why does it collapse further than `lm_mdlm`'s? (b) add a `[copy]` instruction and compare
+# its accuracy with `[reverse]`; (c) train `facts_mdm` with twice as many pairs in both directions and see
+# whether the chain queries change; (d) estimate the scaling factor from the *excess* loss over the exact
+# entropy instead of the loss; (e) retrain `icl_ar` / `icl_mdm` for 20,000 steps (a GPU helps, or a night
+# on a laptop) and look for an abrupt jump in accuracy at $k \geq 1$.
