@@ -205,7 +205,7 @@ assert v_llada["valid_fraction"] > v_bert["valid_fraction"] + 0.1
 # samples never place an [EOS], and the rest ramble to the end of the canvas. The variable ratio is not a detail: it is what turns a masked LM into a
 # generative model whose loss bounds the likelihood.
 #
-# **Demo 3b — masking explorer.** Drag $t$ to mask more of a sentence (the same random order at every
+# **Demo 3a — masking explorer.** Drag $t$ to mask more of a sentence (the same random order at every
 # $t$, so masks only grow) and watch the MDM's top-3 guesses at each hidden position. Green: the top guess
 # is the hidden word. Low $t$: the context pins most words down; high $t$: the model falls back on
 # what is likely anywhere (frequent words, [EOS] and padding at the end).
@@ -549,7 +549,7 @@ print("  low confidence, cfg scale   : " + "   ".join(f"{w}: {v:.1%} valid, {n:.
 # commits to more words it is unsure of. The validity is of short answers, but it is real: each
 # prompt-plus-answer is a sentence of the language by the exact validator.
 #
-# **Demo 3a — generation viewer.** One `[complete]` instruction decoded three ways. Slide through the
+# **Demo 3b — generation viewer.** One `[complete]` instruction decoded three ways. Slide through the
 # steps: grey chips are still masked, each committed token is coloured by the confidence it had when
 # committed, and the tokens committed at the current step are outlined. Watch where low-confidence
 # remasking starts (the easy, certain positions) compared with random remasking and with blocks.

@@ -172,49 +172,35 @@ def transfer_ok(n, steps):
     return torch.stack([torch.tensor([c // steps + (i < c % steps) for i in range(steps)]) for c in n.tolist()])
 
 
-def step_ok(x, logits, k, m):
+def _step(x, logits, k, m, exclude_mask=True, only_masked=True, largest=True):
+    """One low-confidence step, right by default; each flag off is one typical mistake."""
     lg = logits.clone()
-    lg[..., m] = float("-inf")
+    if exclude_mask:
+        lg[..., m] = float("-inf")
     conf, prop = torch.softmax(lg, -1).max(-1)
-    conf = torch.where(x == m, conf, torch.full_like(conf, float("-inf")))
+    if only_masked:
+        conf = torch.where(x == m, conf, torch.full_like(conf, float("-inf") if largest else float("inf")))
     out = x.clone()
     for b in range(x.shape[0]):
-        idx = conf[b].topk(int(k[b])).indices
+        idx = conf[b].topk(int(k[b]), largest=largest).indices
         out[b, idx] = prop[b, idx]
     return out
+
+
+def step_ok(x, logits, k, m):
+    return _step(x, logits, k, m)
 
 
 def step_lowest(x, logits, k, m):
-    lg = logits.clone()
-    lg[..., m] = float("-inf")
-    conf, prop = torch.softmax(lg, -1).max(-1)
-    conf = torch.where(x == m, conf, torch.full_like(conf, float("inf")))
-    out = x.clone()
-    for b in range(x.shape[0]):
-        idx = conf[b].topk(int(k[b]), largest=False).indices
-        out[b, idx] = prop[b, idx]
-    return out
+    return _step(x, logits, k, m, largest=False)
 
 
 def step_any_position(x, logits, k, m):
-    lg = logits.clone()
-    lg[..., m] = float("-inf")
-    conf, prop = torch.softmax(lg, -1).max(-1)
-    out = x.clone()
-    for b in range(x.shape[0]):
-        idx = conf[b].topk(int(k[b])).indices
-        out[b, idx] = prop[b, idx]
-    return out
+    return _step(x, logits, k, m, only_masked=False)
 
 
 def step_mask_allowed(x, logits, k, m):
-    conf, prop = torch.softmax(logits, -1).max(-1)       # the [MASK] column left in: wrong on purpose
-    conf = torch.where(x == m, conf, torch.full_like(conf, float("-inf")))
-    out = x.clone()
-    for b in range(x.shape[0]):
-        idx = conf[b].topk(int(k[b])).indices
-        out[b, idx] = prop[b, idx]
-    return out
+    return _step(x, logits, k, m, exclude_mask=False)       # the [MASK] column left in: wrong on purpose
 
 
 def step_fill_all(x, logits, k, m):

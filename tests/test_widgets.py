@@ -5,11 +5,16 @@ The demos are built with data of the same sizes as in the chapter (1,500-2,000 p
 """
 import statistics
 
-import numpy as np
-import pytest
-import torch
+import matplotlib
 
-from course_lib import schedules, toy2d, widgets
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from course_lib import schedules, toy2d, widgets  # noqa: E402
 
 RNG = np.random.RandomState(0)
 
@@ -56,6 +61,19 @@ def assert_latency_budget(name, demo, moves: int = 20, budget_ms: float = 50.0):
     med, worst = statistics.median(demo.timings_ms), max(demo.timings_ms)
     print(f"{name}: median {med:.1f} ms, worst {worst:.1f} ms over {moves} updates")
     assert med <= budget_ms, f"{name} demo: median update {med:.1f} ms exceeds the {budget_ms:.0f} ms budget"
+
+
+def assert_static_form(demo):
+    """``demo.static`` at the first slider's two ends gives a two-panel figure and restores the controls.
+    Shared by the demo tests of chapters 2 onward."""
+    key = next(k for k, c in demo.controls.items() if hasattr(c, "max"))
+    before = demo.values()
+    fig = demo.static([{key: 0}, {key: demo.controls[key].max}], ncols=2)
+    try:
+        assert len(fig.axes) == 2
+        assert demo.values() == before, "static() must restore the controls"
+    finally:
+        plt.close(fig)
 
 
 @pytest.mark.parametrize("name", list(DEMOS))

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from course_lib import d3pm, widgets  # noqa: E402
-from test_widgets import assert_latency_budget  # noqa: E402
+from test_widgets import assert_latency_budget, assert_static_form  # noqa: E402
 
 MASK = "[MASK]"
 WORDS = ("the old fisherman carefully repaired his wooden boat while three curious children watched "
@@ -105,15 +105,7 @@ def test_callback_latency_budget(name):
 
 @pytest.mark.parametrize("name", list(DEMOS))
 def test_static_form_is_a_figure(name):
-    demo, moves = DEMOS[name]
-    key = next(k for k, c in demo.controls.items() if hasattr(c, "max"))
-    before = demo.values()
-    fig = demo.static([{key: 0}, {key: demo.controls[key].max}], ncols=2)
-    try:
-        assert len(fig.axes) == 2
-        assert demo.values() == before, "static() must restore the controls"
-    finally:
-        plt.close(fig)
+    assert_static_form(DEMOS[name][0])
 
 
 def test_demo_classes_and_docstrings():
