@@ -724,9 +724,9 @@ _ICL = dict(n_layer=4, n_head=4, d_model=128, seq_len=36, vocab_size=33)
 TEXT_RECIPES.update({
     # Chapter 3, section 6 (reversal curse): AR and MDM twins, same size, same statements, same batches.
     "facts_ar": dict(objective="ar", model=_FACTS, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
-                     weight_decay=0.0, eval_every=2000, eval_sentences=500),
+                     weight_decay=0.1, eval_every=2000, eval_sentences=500),
     "facts_mdm": dict(objective="llada", model=_FACTS, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
-                      weight_decay=0.0, eval_every=2000, eval_sentences=500),
+                      weight_decay=0.1, eval_every=2000, eval_sentences=500),
     # Chapter 3, section 7 (in-context learning): twins trained on few-shot episodes (tasks.icl_episodes).
     "icl_ar": dict(objective="ar", model=_ICL, steps=3000, batch_size=64, lr=1.5e-3, warmup=200,
                    ema_decay=0.999, eval_every=1000, eval_sentences=500),
