@@ -30,7 +30,6 @@ that circuit did not form, see section 7.)
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import numpy as np
