@@ -53,6 +53,18 @@ class TransformerConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = False         # LLaDA: weight_tying False; nanoGPT/GPT-2 tie
     dropout: float = 0.0
+    # Mixture of experts (chapter 4, course_lib.moe). The defaults give the dense model, unchanged.
+    n_experts: int = 0                   # routed experts per MoE layer; 0 = dense SwiGLU in every block
+    moe_top_k: int = 2                   # experts chosen per token
+    n_shared_experts: int = 0            # always-on experts (LLaDA 2.0 / DeepSeek: 1)
+    d_expert: int | None = None          # hidden size of each expert; None -> d_ff // (moe_top_k + n_shared_experts)
+    router: str = "softmax"              # "softmax" (Switch/GShard) | "sigmoid" (LLaDA 2.0 / DeepSeek-V3)
+    n_dense_layers: int = 0              # the first k blocks keep a dense FFN (LLaDA 2.0 first_k_dense_replace)
+    n_group: int = 1                     # group-limited routing: experts split into n_group groups ...
+    topk_group: int = 1                  # ... of which the topk_group best are searched (LLaDA 2.0: 8 and 4)
+    routed_scaling: float = 1.0          # routed weights are multiplied by this (LLaDA 2.0: 2.5)
+    bias_update_rate: float = 0.0        # gamma of aux-loss-free balancing (sigmoid router only); 0 = off
+    aux_loss_coef: float = 0.0           # alpha of the Switch load-balancing loss; 0 = off
 
     def __post_init__(self):
         if self.d_ff is None:
@@ -81,6 +93,56 @@ class TransformerConfig:
             raise ValueError(f"norm_eps must be positive, got {self.norm_eps}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        self._check_moe()
+
+    def _check_moe(self):
+        """Validate the mixture-of-experts fields (chapter 4); fills in ``d_expert`` when it is None."""
+        from .moe import ROUTERS
+        for name in ("n_experts", "moe_top_k", "n_shared_experts", "n_dense_layers", "n_group", "topk_group"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("routed_scaling", "bias_update_rate", "aux_loss_coef"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.router not in ROUTERS:
+            raise ValueError(f"router must be one of {ROUTERS}, got {self.router!r}")
+        if self.n_experts == 0:
+            moe_fields = dict(moe_top_k=2, n_shared_experts=0, d_expert=None, router="softmax", n_dense_layers=0,
+                              n_group=1, topk_group=1, routed_scaling=1.0, bias_update_rate=0.0, aux_loss_coef=0.0)
+            changed = sorted(k for k, v in moe_fields.items() if getattr(self, k) != v)
+            if changed:
+                raise ValueError(f"{changed} only apply to a mixture of experts: set n_experts > 0")
+            return
+        if self.moe_top_k < 1:
+            raise ValueError(f"moe_top_k must be a positive integer, got {self.moe_top_k}")
+        if self.moe_top_k > self.n_experts:
+            raise ValueError(f"moe_top_k ({self.moe_top_k}) cannot exceed n_experts ({self.n_experts})")
+        if self.d_expert is None:
+            self.d_expert = self.d_ff // (self.moe_top_k + self.n_shared_experts)
+        if not isinstance(self.d_expert, int) or isinstance(self.d_expert, bool) or self.d_expert < 1:
+            raise ValueError(f"d_expert must be a positive integer, got {self.d_expert!r}")
+        if self.n_dense_layers >= self.n_layer:
+            raise ValueError(f"n_dense_layers ({self.n_dense_layers}) must be below n_layer ({self.n_layer}): "
+                             "a mixture of experts needs at least one MoE block")
+        if self.n_group < 1 or self.topk_group < 1:
+            raise ValueError(f"n_group and topk_group must be positive, got {self.n_group} and {self.topk_group}")
+        if self.n_experts % self.n_group:
+            raise ValueError(f"n_experts ({self.n_experts}) must be divisible by n_group ({self.n_group})")
+        if self.topk_group > self.n_group:
+            raise ValueError(f"topk_group ({self.topk_group}) cannot exceed n_group ({self.n_group})")
+        searched = self.topk_group * (self.n_experts // self.n_group)
+        if self.moe_top_k > searched:
+            raise ValueError(f"moe_top_k ({self.moe_top_k}) exceeds the {searched} experts "
+                             f"in the topk_group = {self.topk_group} groups kept")
+        if not self.routed_scaling > 0:
+            raise ValueError(f"routed_scaling must be positive, got {self.routed_scaling}")
+        if self.bias_update_rate < 0 or self.aux_loss_coef < 0:
+            raise ValueError(f"bias_update_rate and aux_loss_coef must be >= 0, got {self.bias_update_rate} "
+                             f"and {self.aux_loss_coef}")
+        if self.bias_update_rate > 0 and self.router != "sigmoid":
+            raise ValueError("bias_update_rate (aux-loss-free balancing) needs router='sigmoid'")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -197,14 +259,21 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: x + attn(norm(x)), then x + ffn(norm(x))."""
+    """Pre-norm residual block: x + attn(norm(x)), then x + ffn(norm(x)).
 
-    def __init__(self, config: TransformerConfig):
+    ``moe=True`` (chapter 4) puts a mixture of experts (:class:`course_lib.moe.MoEFeedForward`) in
+    place of the dense SwiGLU."""
+
+    def __init__(self, config: TransformerConfig, moe: bool = False):
         super().__init__()
         self.attn_norm = RMSNorm(config.d_model, config.norm_eps)
         self.attn = SelfAttention(config)
         self.ffn_norm = RMSNorm(config.d_model, config.norm_eps)
-        self.ffn = SwiGLU(config)
+        if moe:
+            from .moe import MoEFeedForward
+            self.ffn = MoEFeedForward(config)
+        else:
+            self.ffn = SwiGLU(config)
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x, cos, sin, mask):
@@ -258,7 +327,8 @@ class Transformer(nn.Module):
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
         self.time_emb = TimeEmbedding(c.d_model) if c.time_conditioning else None
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
+        # chapter 4: with n_experts > 0, blocks n_dense_layers.. get a mixture-of-experts feed-forward
+        self.blocks = nn.ModuleList(Block(c, moe=c.n_experts > 0 and i >= c.n_dense_layers) for i in range(c.n_layer))
         self.norm = RMSNorm(c.d_model, c.norm_eps)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.tie_embeddings:
@@ -272,7 +342,7 @@ class Transformer(nn.Module):
         # GPT-2 / nanoGPT initialisation: N(0, 0.02), residual projections N(0, 0.02 / sqrt(2 n_layer))
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
-            if name.endswith("attn.proj.weight") or name.endswith("ffn.down.weight"):
+            if name.endswith("attn.proj.weight") or name.endswith("down.weight"):   # incl. experts' down
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layer))
 
     @staticmethod
@@ -295,6 +365,34 @@ class Transformer(nn.Module):
                 n -= self.lm_head.weight.numel()
         return n
 
+    # ------------------------------------------------------------------ mixture of experts (chapter 4)
+    def moe_layers(self) -> list:
+        """``[(block index, MoEFeedForward), ...]`` of the MoE blocks (empty for a dense model); the hook
+        that :mod:`course_lib.moe`'s routing statistics read. Introduced in chapter 4, section 1."""
+        from .moe import MoEFeedForward
+        return [(i, b.ffn) for i, b in enumerate(self.blocks) if isinstance(b.ffn, MoEFeedForward)]
+
+    def moe_aux_loss(self) -> torch.Tensor:
+        """``aux_loss_coef`` times the sum over MoE blocks of the Switch load-balancing loss of the last
+        forward pass (Fedus et al. 2022, eq. 4-6; each Switch layer adds its own term). A zero tensor for
+        a dense model or ``aux_loss_coef = 0``. Introduced in chapter 4, section 1."""
+        layers = self.moe_layers()
+        if not layers or self.config.aux_loss_coef == 0:
+            return torch.zeros((), device=self.lm_head.weight.device)
+        missing = [i for i, m in layers if m.aux_loss is None]
+        if missing:
+            raise ValueError(f"no forward pass has run through MoE blocks {missing} yet")
+        return self.config.aux_loss_coef * sum(m.aux_loss for _, m in layers)
+
+    @torch.no_grad()
+    def moe_update_bias(self) -> None:
+        """Aux-loss-free balancing, after an optimiser step: every sigmoid router moves its selection bias by
+        ``bias_update_rate * sign(mean load - load)`` using the loads counted since the last update
+        (DeepSeek-V3, section 2.1.2; LLaDA 2.0's ``moe_router_enable_expert_bias``). A no-op for dense
+        models and when ``bias_update_rate = 0``. Introduced in chapter 4, section 1."""
+        for _, m in self.moe_layers():
+            m.update_bias()
+
     def _check_inputs(self, idx, t, mask):
         c = self.config
         if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long:
@@ -302,8 +400,6 @@ class Transformer(nn.Module):
         if idx.ndim != 2 or idx.shape[0] < 1 or idx.shape[1] < 1:
             raise ValueError(f"idx must have shape (B, L) with B, L >= 1, got {tuple(idx.shape)}")
         B, L = idx.shape
-        if L > c.seq_len:
-            raise ValueError(f"sequence length {L} exceeds config.seq_len = {c.seq_len}")
         if idx.min() < 0 or idx.max() >= c.vocab_size:
             raise ValueError(f"token ids must lie in [0, {c.vocab_size}), got range "
                              f"[{idx.min().item()}, {idx.max().item()}]")
@@ -330,16 +426,31 @@ class Transformer(nn.Module):
         return t
 
     def forward(self, idx: torch.Tensor, t: torch.Tensor | float | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, L, vocab_size) for token ids ``idx`` (B, L).
 
         - ``t``: noise level in [0, 1], a scalar or one per sequence (B,); required exactly when
           ``config.time_conditioning`` is True.
         - ``mask``: optional boolean (B or 1, L, L), True = may attend. It *replaces* the mask of
           ``config.attention`` (for later chapters: padding, BD3-LM's [x_t; x_0] mask, ...).
+        - ``positions``: optional long tensor (L,) of RoPE positions, each in [0, seq_len); default
+          0..L-1. Chapter 4's block-diffusion training feeds ``[x_t ; x_0]`` (length 2L) with positions
+          ``[0..L-1, 0..L-1]``, so that a noisy token and its clean copy sit at the same position.
         """
         t = self._check_inputs(idx, t, mask)
         L = idx.shape[1]
+        if positions is None:
+            if L > self.config.seq_len:
+                raise ValueError(f"sequence length {L} exceeds config.seq_len = {self.config.seq_len}")
+            cos, sin = self.rope_cos[:L], self.rope_sin[:L]
+        else:
+            if not isinstance(positions, torch.Tensor) or positions.dtype != torch.long or positions.shape != (L,):
+                raise ValueError(f"positions must be a torch.long tensor of shape ({L},), got "
+                                 f"{getattr(positions, 'dtype', type(positions))} {tuple(getattr(positions, 'shape', ()))}")
+            if positions.min() < 0 or positions.max() >= self.config.seq_len:
+                raise ValueError(f"positions must lie in [0, {self.config.seq_len}), got range "
+                                 f"[{positions.min().item()}, {positions.max().item()}]")
+            cos, sin = self.rope_cos[positions], self.rope_sin[positions]
         x = self.tok_emb(idx)                                                # (B, L, D)
         if self.time_emb is not None:
             x = x + self.time_emb(t)[:, None, :].to(x.dtype)                 # same vector at every position
@@ -350,7 +461,6 @@ class Transformer(nn.Module):
             attn_mask = None                                                 # all True: skip the mask
         else:
             attn_mask = self.mode_mask[:L, :L]
-        cos, sin = self.rope_cos[:L], self.rope_sin[:L]
         for block in self.blocks:
             x = block(x, cos, sin, attn_mask)
         return self.lm_head(self.norm(x))

@@ -560,12 +560,19 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
             x0 = train_ids[rows]
             loss = _training_loss(model, cfg, x0, g, noise, None if prompt_lengths is None else prompt_lengths[rows])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if model.moe_layers():               # chapter 4: + the Switch balancing loss (the logged loss excludes it)
+                (loss + model.moe_aux_loss()).backward()
+            else:
+                loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
+            model.moe_update_bias()              # chapter 4: aux-loss-free balancing; a no-op for dense models
             if ema is not None:
                 ema.update(model)
+                if model.moe_layers():
+                    from .moe import sync_expert_bias
+                    sync_expert_bias(ema.model, model)         # the EMA copy routes with the live bias
             tokens_seen += int(counted_tokens(x0).sum())
             window.append(loss.item())
             train_s += time.perf_counter() - t0
@@ -739,6 +746,27 @@ TEXT_RECIPES.update({
 TEXT_RECIPE_THREADS = {"lm_ar": 1, "lm_mdlm": 2, "lm_d3pm_absorbing": 1, "lm_d3pm_uniform": 1,
                        "lm_llada": 1, "lm_bert15": 1, "facts_ar": 1, "facts_mdm": 1, "icl_ar": 1, "icl_mdm": 1,
                        "sft_mdm": 1}
+# Chapter 4, section 2 (mixture of experts): lm_mdlm's size and objective, 750 steps (about 3 minutes each on one
+# thread), same data, batches and seed. Blocks 0-1 stay dense (LLaDA 2.0's first_k_dense_replace; 2 of 4 keeps
+# every checkpoint under 8 MB), blocks 2-3 are MoE. Equal ACTIVE feed-forward width per token: the dense SwiGLU
+# has d_ff = 344 (3 * 128 * 344 = 132,096 weights); Switch runs 2 of 8 experts of 172 (2 * 172 = 344); the
+# LLaDA-2.0 analogue runs 1 shared + 3 of 16 routed experts of 86 ((1 + 3) * 86 = 344), in 4 groups of 4 of which
+# 2 are searched, with LLaDA 2.0's routed scaling 2.5; both MoEs hold 8 * 172 = 16 * 86 = 1,376 routed hidden
+# units per block. Bias rate 3e-3: at DeepSeek-V3's 1e-3 the biases of a 250-step trial were still drifting
+# one way (capped at 250 * 1e-3 = 0.25) with loads 60x apart; 3e-3 brought them within 2.4x. No EMA: 0.999 would
+# still weigh the initial weights by 0.999^750 = 0.47.
+_MOE = dict(_SMALL, n_dense_layers=2)
+_MOE_RUN = dict(objective="mdlm", steps=750, batch_size=64, lr=1.5e-3, warmup=75, eval_every=250)
+_SWITCH = dict(_MOE, n_experts=8, moe_top_k=2, d_expert=172, router="softmax")
+TEXT_RECIPES.update({
+    "moe_dense": dict(_MOE_RUN, model=_SMALL),
+    "moe_switch": dict(_MOE_RUN, model=dict(_SWITCH, aux_loss_coef=0.01)),
+    "moe_switch_nobal": dict(_MOE_RUN, model=dict(_SWITCH, aux_loss_coef=0.0)),
+    "moe_llada2": dict(_MOE_RUN, model=dict(_MOE, n_experts=16, moe_top_k=3, n_shared_experts=1, d_expert=86,
+                                            router="sigmoid", n_group=4, topk_group=2, routed_scaling=2.5,
+                                            bias_update_rate=3e-3)),
+})
+TEXT_RECIPE_THREADS.update({"moe_dense": 1, "moe_switch": 1, "moe_switch_nobal": 1, "moe_llada2": 1})
 SFT_INSTRUCTIONS = 20000           # training instructions of sft_mdm (tasks.instruction_set("train", ...))
 
 
@@ -750,7 +778,7 @@ def recipe_data(name: str) -> dict:
     from .tokenizer import batchify
     if name not in TEXT_RECIPES:
         raise ValueError(f"unknown text recipe {name!r}; known: {sorted(TEXT_RECIPES)}")
-    if name.startswith("lm_"):
+    if name.startswith(("lm_", "moe_")):              # chapter 4 MoE recipes: the same language data
         return {"train": language_ids("train"), "valid": language_ids("valid")}
     if name.startswith("facts_"):
         world = facts.reversal_world()

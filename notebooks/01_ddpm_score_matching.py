@@ -14,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 1 — From DDPM to score matching
 #
 # *An open course on diffusion language models, from DDPM to LLaDA 2.1. Part 1 of 4.*
@@ -65,7 +65,7 @@ def show_source(fn):
     print(inspect.getsource(fn))
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The forward process: destroying data a little at a time
 #
 # **Intuition.** Take a data point $x_0$ and, at each of $T$ steps, shrink it slightly towards the
@@ -120,7 +120,7 @@ for t, mi, md, me, vi, vd, ve in rows:
     print(f"{t:3d} |      {mi:.3f}        {md:.3f}     {me:.3f} |      {vi:.3f}        {vd:.3f}     {ve:.3f}")
     assert abs(mi - me) < 0.01 and abs(md - me) < 0.01 and abs(vi - ve) < 0.01 and abs(vd - ve) < 0.01
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Schedules: how fast is the signal destroyed?
 #
 # Ho et al. use a **linear** schedule, $\beta_t$ from $10^{-4}$ to $0.02$ over $T=1000$ steps.
@@ -152,7 +152,7 @@ half_cos = int((cos.alpha_bars < 0.5).nonzero()[0])
 print(f"SNR falls below 1 (alpha-bar < 0.5) at t = {half_lin} (linear) and t = {half_cos} (cosine)")
 print(f"alpha-bar_T: linear {float(lin.alpha_bars[-1]):.1e}, cosine {float(cos.alpha_bars[-1]):.1e}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Demo 1a — drag $t$.** The cloud below is our Gaussian mixture (section 4 introduces it). Move
 # the slider to noise it (the same $\varepsilon$ is reused at every $t$, so you see one path per
 # point), and switch schedules: with the cosine schedule the structure survives much longer.
@@ -169,7 +169,7 @@ demo_noise
 _ = demo_noise.static([{"t": t, "schedule": "linear"} for t in (0, 100, 250, 1000)], ncols=2, width=6)
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 1.1.** Implement the closed-form forward process for a batch. `t` is a
 # tensor of shape `(B,)` and `alpha_bars[t]` gives $\bar\alpha_t$ per example; remember to make it
 # broadcast against `x0` of shape `(B, D)`.
@@ -185,7 +185,7 @@ def my_q_sample(x0, t, eps, alpha_bars):
 
 _ = exercises.check_q_sample(my_q_sample)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The reverse process: the posterior is Gaussian too
 #
 # **Intuition.** Undoing noise is hard in general: given only $x_t$, many $x_0$ could have produced
@@ -262,7 +262,7 @@ gap = float((via_posterior - eq11).abs().max())
 print(f"max |mu~(x0_hat(eps), x_t) - eq. 11| over 1000 random cases: {gap:.1e}")
 assert gap < 1e-9
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 1.2.** Implement the posterior mean $\tilde\mu_t(x_t, x_0)$. All schedule
 # arrays are indexed by $t$ (with a leading entry for $t=0$), and `t` has shape `(B,)`.
 
@@ -278,7 +278,7 @@ def my_posterior_mean(x0, xt, t, betas, alphas, alpha_bars):
 
 _ = exercises.check_posterior_mean(my_posterior_mean)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The ELBO: what training really optimises
 #
 # **Intuition.** We want the model's density $p_\theta(x_0)$ to be high on the data, but it is an
@@ -355,7 +355,7 @@ fig.tight_layout()
 plt.show()
 print(f"lambda_2 = {float(lam[0]):.1f}, lambda_500 = {float(lam[498]):.2e}, lambda_1000 = {float(lam[-1]):.2e}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Training a noise predictor on 2-D data
 #
 # **The data.** Four toy distributions, each generated deterministically from a seed
@@ -603,7 +603,7 @@ print(f"SW2/floor of the 2,000 samples: {metrics.swd_report(x_noclip, draw_gmm)[
       f"{metrics.swd_report(x_clip, draw_gmm)['ratio']:.2f} with it")
 assert float(x_clip.norm(dim=1).max()) < 5
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 1.3.** Write one deterministic DDIM step from time `t` to an earlier time
 # `s` (integers), given the model's noise prediction `eps_hat`.
 
@@ -618,7 +618,7 @@ def my_ddim_step(x_t, eps_hat, t, s, alpha_bars):
 
 _ = exercises.check_ddim_step(my_ddim_step)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The score: what the noise predictor really learned
 #
 # **Intuition.** The *score* of a density is the gradient of its log, $\nabla_x\log q(x)$: at every point an
@@ -719,7 +719,7 @@ for t, e in errors.items():
     print(f"t/T = {t / 1000:.2f}: mean ||s_theta - s|| / ||s|| = {e:.3f}  ({'meets' if e <= 0.2 else 'MISSES'} the bar of 0.2)")
 assert all(e <= 0.2 for e in errors.values())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Demo 1b — the score field over time.** Slide through $t$: near the data the field points sharply
 # at the nine components; as $t$ grows the modes merge and the field turns into the simple pull
 # $-x$ of a standard Gaussian. Arrows show directions only (lengths vary by orders of magnitude);
@@ -748,7 +748,7 @@ _ = demo_score.static([{"i": i} for i in (0, 4, 6, 11)], ncols=2, width=6,
                       titles=[f"t = {field_ts[i]}" for i in (0, 4, 6, 11)])
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Langevin dynamics: sampling with nothing but a score
 #
 # Langevin dynamics turns a score into samples: repeat
@@ -809,7 +809,7 @@ print(f"total-variation distance of component shares from the true weights: plai
 print(f"SW2/floor: plain Langevin (exact score) {rep_plain['ratio']:.2f}, annealed Langevin (learned score) {rep_ald['ratio']:.2f}")
 assert tv_ald < tv_plain
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 1.4.** One step of (unadjusted) Langevin dynamics.
 
 # %% tags=["solution"]
@@ -822,7 +822,7 @@ def my_langevin_step(x, score_value, step_size, z):
 
 _ = exercises.check_langevin_step(my_langevin_step)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The SDE view: one model, three samplers
 #
 # **Intuition.** Let the step size go to zero and the forward chain becomes a continuous process,
@@ -946,7 +946,7 @@ a2 = ddpm.final(sde.pf_ode_sampler(model, None, vp, n_steps=1000, x_T=x_T.clone(
 print(f"same x_T twice through the PF-ODE: max |difference| = {float((x_ref - a2).abs().max()):.1e}")
 assert torch.equal(x_ref, a2)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Demo 1c — scrub the reverse trajectories.** Pick a sampler and drag the frame slider from
 # pure noise ($x_T$, frame 0) to samples (frame 50). The black lines follow 25 particles: the
 # stochastic samplers jitter all the way, the deterministic ones glide.
@@ -960,7 +960,7 @@ _ = demo_traj.static([{"sampler": s, "step": k} for s in ("DDPM", "PF-ODE") for 
                      ncols=4, width=3.2, titles=[f"{s}, t = {trajs[s][0][k]:.0f}" for s in ("DDPM", "PF-ODE") for k in (0, 25, 40, 50)])
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. From points to pictures: a DDPM on 8×8 digits
 #
 # Nothing in the algorithm cares that the data was 2-D. Scikit-learn ships 1,797 handwritten digits
@@ -1015,7 +1015,7 @@ print(f"confident share: generated {dq['gen_share']:.2f} vs real held-out {dq['r
       f"({verdict} the bar of 0.85 with all 10 classes)")
 print(f"classes present: {dq['classes']}; counts per class: {dq['counts']}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Demo 1d — noising and denoising digits.** Top row: ten real held-out digits pushed through the
 # forward process to step $t$. Bottom row: one reverse (DDPM) run of the model, shown at the same
 # $t$. Slide from $t = 1000$ (both pure noise) to $t = 0$: the forward row dissolves into noise in
@@ -1038,7 +1038,7 @@ _ = demo_digits.static([{"i": i} for i in (0, 10, 18, 22, 25)], ncols=1, width=9
                        titles=[f"t = {d_times[i]}" for i in (0, 10, 18, 22, 25)])
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. Scorecard
 #
 # What this chapter measured, beside the published DDPM-family facts it illustrates. The published

@@ -14,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 2 — Discrete diffusion: transition matrices, the absorbing state, MDLM
 #
 # *An open course on diffusion language models, from DDPM to LLaDA 2.1. Part 2 of 4.*
@@ -74,7 +74,7 @@ def show_source(fn):
     print(inspect.getsource(fn))
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 0. The course language: text with an exact answer key
 #
 # To judge a text model we need to know what the right answer is. Natural corpora do not tell us the
@@ -111,7 +111,7 @@ for s in train_sents[:5]:
 print("is_valid('does zoe sleep ?') =", language.is_valid("does zoe sleep ?".split(), grammar),
       "  is_valid('does zoe sleeps ?') =", language.is_valid("does zoe sleeps ?".split(), grammar))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The categorical forward process: transition matrices
 #
 # **Intuition.** A token $x$ is one of $K$ categories; write it as a one-hot row vector. A noising
@@ -208,7 +208,7 @@ off_diag = {kind: float((sch.Q(500) - torch.diag(sch.Q(500).diagonal())).sum(1).
 print("one step is nearly the identity: probability of leaving a token in the single step Q_500:",
       ", ".join(f"{k} {v:.4f}" for k, v in off_diag.items()))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Demo 2a: the transition-matrix explorer.** Drag $t$ and pick the noise kind: the heatmap is
 # $\bar Q_t$ for 12 categories; beside it one sentence of the language is corrupted to the same $t$
 # by uniform noise (a word is replaced by a random word of the 353 ids) and by absorbing noise (a word
@@ -241,7 +241,7 @@ _ = demo_transition.static([{"i": i, "kind": k} for i, k in ((10, "uniform"), (2
                                                         ((10, "uniform"), (25, "absorbing"), (40, "gaussian"))])
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 2.1.** Write $\bar Q_t$ in closed form from $\bar\alpha_t$ for uniform and
 # absorbing noise. Rows are "from", columns "to"; the [MASK] id is `mask_id`.
 
@@ -259,7 +259,7 @@ def my_qbar(alpha_bar, K, kind, mask_id):
 
 _ = exercises.check_qbar(my_qbar)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The posterior $q(x_{t-1}\mid x_t, x_0)$
 #
 # **Intuition.** As in chapter 1, undoing one step is easy *if we know where we started*: given
@@ -309,7 +309,7 @@ print(f"simulation, Gaussian noise, x0 = 5, x_t = 6, t = {t}: {int(sel.sum())} p
 print("  posterior:", np.round(ana.numpy()[2:10], 3), "(x_{t-1} = 2..9)")
 assert float((emp - ana).abs().max()) < 0.01
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 2.2.** Implement the posterior for a batch of single tokens from the three
 # matrices $Q_t$, $\bar Q_{t-1}$, $\bar Q_t$.
 
@@ -323,7 +323,7 @@ def my_d3pm_posterior(x_t, x0, Q_t, Qbar_tm1, Qbar_t):
 
 _ = exercises.check_d3pm_posterior(my_d3pm_posterior)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The absorbing state is BERT's [MASK]
 #
 # **Intuition.** BERT (Devlin et al. 2019) corrupts a sentence once: it picks 15% of the tokens and
@@ -393,7 +393,7 @@ print(f"mask probability vs t/T: max error {mask_prob_err:.1e}; weight vs 1/t: m
 print(f"KL term vs (1/t) x masked cross-entropy, max relative gap at t = 1, 2, 10, 100, 500, 1000: {max(gaps):.1e}")
 assert mask_prob_err < 1e-12 and weight_err < 1e-12 and max(gaps) < 1e-9
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Training D3PM: the hybrid loss
 #
 # **The model.** D3PM does not predict $x_{t-1}$ directly. A network reads $x_t$ (and $t$) and
@@ -436,7 +436,7 @@ for kind in ("uniform", "absorbing"):
     print(f"{kind:9s}: max |closed-form L_(t-1) - dense L_(t-1)| = {gap:.1e}; prior term L_T gap {prior_gap:.1e}")
     assert gap < 1e-9 and prior_gap < 1e-9
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. MDLM: masked diffusion in continuous time
 #
 # **Intuition.** Section 3 showed that absorbing noise turns the bound into a weighted masked-LM
@@ -499,7 +499,7 @@ cos_err = float((fd - cos.dalpha(tt)).abs().max())
 print(f"linear weight vs 1/t: max error {lin_w_err:.1e}; cosine alpha' vs finite difference: {cos_err:.1e}")
 assert float(p[..., 9].max()) == 0 and lin_w_err < 1e-12 and cos_err < 1e-6
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 2.3.** Implement SUBS: return log-probabilities of shape `(B, L, V)`.
 
 # %% tags=["solution"]
@@ -515,7 +515,7 @@ def my_subs(logits, x_t, mask_id):
 
 _ = exercises.check_subs(my_subs)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 2.4.** Implement the per-sentence MDLM loss for the linear schedule: given
 # the logits at $z_t$, the clean $x_0$, the masked $z_t$ and one time $t$ per sentence, return the
 # one-sample NELBO estimate (nats per sentence). You may use the library's `masked.subs_log_probs`.
@@ -538,7 +538,7 @@ _ = exercises.check_mdlm_loss(my_mdlm_loss)
 # language) and estimate its NELBO on 500 validation sentences with 8 stratified times per
 # sentence, once with the linear and once with the cosine schedule. Then we measure the spread of
 # the *training* loss of one batch of 64 sentences over 100 repetitions, with independent times and
-# with MDLM's antithetic (low-discrepancy) times $t_i = (u + i)/B mod 1$.
+# with MDLM's antithetic (low-discrepancy) times $t_i = (u + i)/B \bmod 1$.
 
 # %%
 mdlm = textlm.load_text_model("lm_mdlm")
@@ -569,7 +569,7 @@ var_ratio = spread[False].var(ddof=1) / spread[True].var(ddof=1)
 print(f"variance ratio independent / antithetic = {var_ratio:.2f}")
 assert var_ratio > 1.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Demo 2c: the NELBO integrand.** The bound of one sentence is the area under a curve: at each time
 # $t$, mask the sentence at rate $1-\alpha_t = t$, ask the model for the masked words, and weight the
 # loss by $1/t$. Drag $t$ to see the masked sentence the model faces and the integrand there (mean of
@@ -605,7 +605,7 @@ _ = demo_integrand.static([{"i": 20, "sentence": k} for k in integrands], ncols=
                           titles=[f"t = {t_grid[20]:.3f}: {k}" for k in integrands])
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. An exact check: a language small enough to enumerate
 #
 # Everything so far was checked term by term. Now the whole bound, on a toy where every quantity can
@@ -705,7 +705,7 @@ assert kl_T[-1] < kl_T[0] and kl_T[-1] < 0.01
 # drawn independently; as $T$ grows, fewer tokens share a step and the error vanishes. Parallel
 # decoding (chapter 4) is the art of choosing *which* tokens can safely share a step.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Experiments on the course language
 #
 # Four models, one Transformer (`course_lib.nn`: 4 layers, width 128, 4 heads, RMSNorm, rotary
@@ -1019,7 +1019,7 @@ print(f"T = 1000, L = 32, 2 samples: uncached took {s_plain:.2f} s ({cache_rows[
 print(f"wall-clock speed-up {speedup:.1f}x (network calls: {cache_rows[0][2] / cache_rows[0][3]:.1f}x fewer)")
 assert speedup >= 2
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Demo 2b: denoising playback.** One MDLM sample, 41 steps, in random order and in confidence
 # order (same seed). Drag the step: masked positions are grey; each word is coloured by the
 # step at which it was unmasked, and the word unmasked at the current step is outlined. Watch where
@@ -1043,7 +1043,7 @@ _ = demo_playback.static([{"step": k, "order": o} for o in ("random order", "con
                                                    for k in (12, 41)])
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Scorecard: the papers beside this notebook
 #
 # The published numbers (from `data/published/chapter02.json`, each with its source) next to what
@@ -1090,7 +1090,7 @@ ax.legend()
 fig.tight_layout()
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Key terms
 #
 # - **D3PM** (Discrete Denoising Diffusion Probabilistic Models): diffusion on categories, with a

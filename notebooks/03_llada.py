@@ -14,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Chapter 3 — LLaDA: a masked-diffusion language model
 #
 # *An open course on diffusion language models, from DDPM to LLaDA 2.1. Part 3 of 4.*
@@ -90,7 +90,7 @@ train_sents, test_sents = language.read_split("train"), language.read_split("tes
 data_len = float(np.mean([len(s) for s in train_sents]))
 test_ids = textlm.language_ids("test")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. From MDLM to LLaDA: the recipe
 #
 # **Intuition.** Take a sentence, pick a noise level $t$ uniformly between 0 and 1, hide each token
@@ -237,7 +237,7 @@ _ = demo_mask.static([{"t": i} for i in (4, 10, 16)], ncols=1, width=11,
                      titles=[f"t = {mask_ts[i]:.2f}" for i in (4, 10, 16)])
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 3.1.** Write LLaDA's forward process: one $t\sim U(0,1)$ per row,
 # $p_\text{mask} = (1-\varepsilon)t + \varepsilon$, each token masked independently.
 
@@ -254,7 +254,7 @@ def my_forward_process(x0, mask_id, generator, eps=1e-3):
 
 _ = exercises.check_forward_process(my_forward_process)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 3.2.** Write the pretraining loss from the forward process's outputs and the
 # logits. Mind the normaliser and the [MASK] logit.
 
@@ -271,7 +271,7 @@ def my_pretrain_loss(logits, x0, noisy, masked_, p_mask):
 
 _ = exercises.check_pretrain_loss(my_pretrain_loss)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Pretraining an MDM and its AR twin
 #
 # Both models are the course Transformer of chapter 2 (4 layers, width 128, 0.88M parameters, RMSNorm,
@@ -312,7 +312,7 @@ for name in ("lm_ar", "lm_mdlm"):
     print(f"{name}: {e['metrics']['steps']} steps, {e['metrics']['tokens'] / 1e6:.2f}M tokens, "
           f"{e['train_seconds'] / 60:.1f} min on {textlm.TEXT_RECIPE_THREADS[name]} thread(s)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Supervised fine-tuning: prompts that are never masked
 #
 # **Intuition.** An instruction-tuned model sees pairs (prompt, answer). LLaDA keeps the pretraining loss
@@ -382,7 +382,7 @@ for e, a in list(zip(test_instr, answers))[:6]:
 # Olsson et al. 2022) form abruptly and late in training; at this budget they had not formed, and
 # section 7 meets the same wall.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Sampling: blocks, steps, remasking, temperature, guidance
 #
 # **The algorithm** (`generate.py` of the official code). Start from `[prompt | MASK × gen_length]`.
@@ -398,7 +398,7 @@ for e, a in list(zip(test_instr, answers))[:6]:
 show_source(llada.num_transfer_tokens)
 print(llada.num_transfer_tokens(torch.tensor([10, 41, 3]), 4))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 3.3.** Write `get_num_transfer_tokens`: `mask_count` (B,) tokens to unmask in
 # `steps` steps; every step gets `mask_count // steps`, and the first `mask_count % steps` steps one more.
 
@@ -414,7 +414,7 @@ def my_num_transfer_tokens(mask_count, steps):
 
 _ = exercises.check_num_transfer_tokens(my_num_transfer_tokens)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 3.4.** One step of low-confidence remasking at temperature 0: propose the
 # argmax token at every masked position ([MASK] excluded), and commit the `k[b]` most confident of them.
 
@@ -436,7 +436,7 @@ def my_low_confidence_step(x, logits, k, mask_id):
 
 _ = exercises.check_low_confidence_step(my_low_confidence_step)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Low-confidence versus random remasking
 #
 # LLaDA's Table 9 reports that low-confidence remasking beats random remasking by a wide margin on
@@ -571,7 +571,7 @@ demo_gen
 _ = demo_gen.static([{"strategy": s_, "step": k} for s_ in records for k in (4, 32)], ncols=2, width=11)
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Likelihood: two estimators of the same bound
 #
 # To score an answer (multiple-choice benchmarks, perplexity), LLaDA needs $\log p(r_0\mid p_0)$, which it
@@ -624,7 +624,7 @@ var_ratio = var["LLaDA eq. 6"] / var["t-based"]
 print(f"variance ratio LLaDA / t-based = {var_ratio:.3f}  (took {elapsed():.0f} s)")
 assert var_ratio <= 0.5
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The reversal curse
 #
 # **The claim.** Trained on "A is the mother of B", an autoregressive model does not learn "B is the child
@@ -732,7 +732,7 @@ demo_rev
 _ = demo_rev.static([{"person": i} for i in (0, 1, 2)], ncols=1, width=11)
 plt.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. In-context learning
 #
 # **The task** (`course_lib.tasks`): 24 words in 4 fixed classes, and 6 fixed *labelling rules*, each giving
@@ -866,7 +866,7 @@ print(f"{'MDM / AR compute for equal loss':44s} | {'about ' + str(pub['smdm_comp
       f"{format(cf['factor'][0], '.1f') + 'x at ' + format(cf['losses'][0], '.2f') + ', median ' + format(cf['median'], '.1f') + 'x':>22s}")
 print(f"{'MDM / AR perplexity (largest size)':44s} | {'MDLM OWT 23.21 / 17.54':>22s} | {ratio_big:22.3f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Key terms
 #
 # - **LLaDA**: a masked-diffusion LM (no time input, variable masking ratio, loss divided by all positions),

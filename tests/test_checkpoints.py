@@ -68,6 +68,7 @@ def test_shipped_checkpoints_verify():
     for name, e in entries.items():
         sd, cfg, _ = checkpoints.load_checkpoint(name)
         assert e["retrain"] == f"./course retrain {name}"
-        assert e["bytes"] < 6_000_000, f"{name} is {e['bytes']} bytes; keep checkpoints small"
+        # issue 5's limit: each shipped checkpoint at most 8 MB (the chapter-4 MoE models hold 16 experts)
+        assert e["bytes"] <= 8_000_000, f"{name} is {e['bytes']} bytes; keep checkpoints at most 8 MB"
         assert e["metrics"] and e["train_seconds"] > 0
     assert json.loads(checkpoints.MANIFEST.read_text())["checkpoints"]

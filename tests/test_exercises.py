@@ -317,3 +317,270 @@ def test_forward_process_accepts_float64_and_antithetic_times():
 
 def test_low_confidence_step_accepts_a_vectorised_solution():
     assert E.check_low_confidence_step(step_rank_trick) is True
+
+
+# chapter 4: independent reference solutions and the typical mistakes each checker must name
+def routing_ok(logits, k):
+    if k > logits.shape[-1]:
+        raise ValueError("k exceeds the number of experts")
+    p = torch.softmax(logits, dim=-1)
+    w, e = torch.topk(p, k, dim=-1)
+    return e, w / w.sum(-1, keepdim=True)
+
+
+def routing_topk_logits(logits, k):
+    """Also correct: top-k on the logits, softmax over those k only (the same weights)."""
+    if k > logits.shape[-1]:
+        raise ValueError("too many experts")
+    top, e = logits.topk(k, dim=-1)
+    return e, torch.softmax(top, dim=-1)
+
+
+def routing_ascending_ids(logits, k):
+    e, w = routing_ok(logits, k)
+    order = e.argsort(-1)
+    return e.gather(-1, order), w.gather(-1, order)
+
+
+def routing_unpaired(logits, k):
+    e, w = routing_ok(logits, k)
+    return e.sort(-1).values, w
+
+
+def routing_tokens(logits, k):
+    if k > logits.shape[-1]:
+        raise ValueError
+    w, e = torch.topk(torch.softmax(logits, dim=0), k, dim=-1)
+    return e, w / w.sum(-1, keepdim=True)
+
+
+def routing_lowest(logits, k):
+    if k > logits.shape[-1]:
+        raise ValueError
+    p = torch.softmax(logits, dim=-1)
+    e = p.argsort(-1)[:, :k]
+    w = p.gather(-1, e)
+    return e, w / w.sum(-1, keepdim=True)
+
+
+def routing_no_renorm(logits, k):
+    if k > logits.shape[-1]:
+        raise ValueError
+    w, e = torch.softmax(logits, -1).topk(k, -1)
+    return e, w
+
+
+def routing_no_check(logits, k):
+    w, e = torch.softmax(logits, -1).topk(min(k, logits.shape[-1]), -1)
+    return e, w / w.sum(-1, keepdim=True)
+
+
+def routing_topk_error(logits, k):      # torch.topk's own RuntimeError is not a clear ValueError
+    w, e = torch.softmax(logits, -1).topk(k, -1)
+    return e, w / w.sum(-1, keepdim=True)
+
+
+def params_ok(c):
+    """An independent count, component by component, in plain arithmetic."""
+    d = c["hidden"]
+    per_attn = d * c["n_heads"] * c["head_dim"] * 2 + d * c["n_kv_heads"] * c["head_dim"] * 2
+    swiglu = lambda f: 3 * d * f  # noqa: E731
+    moe_layers = c["n_layers"] - c["n_dense_layers"]
+    emb = c["vocab"] * d if c["tied"] else 2 * c["vocab"] * d
+    common = emb + c["n_layers"] * per_attn + c["n_dense_layers"] * swiglu(c["dense_ffn"]) + d * (2 * c["n_layers"] + 1)
+    common += moe_layers * (c["n_shared"] * swiglu(c["expert_ffn"]) + d * c["n_experts"])
+    return (common + moe_layers * c["n_experts"] * swiglu(c["expert_ffn"]),
+            common + moe_layers * c["top_k"] * swiglu(c["expert_ffn"]))
+
+
+def params_variant(**change):
+    """params_ok with one thing done wrong."""
+    def fn(c):
+        c = dict(c)
+        if change.get("mha"):
+            c["n_kv_heads"] = c["n_heads"]
+        if change.get("no_shared"):
+            c["n_shared"] = 0
+        if change.get("tied_always"):
+            c["tied"] = True
+        if change.get("untied_always"):
+            c["tied"] = False
+        total, active = params_ok(c)
+        if change.get("no_dense"):
+            total -= c["n_dense_layers"] * 3 * c["hidden"] * c["dense_ffn"]
+            active -= c["n_dense_layers"] * 3 * c["hidden"] * c["dense_ffn"]
+        if change.get("all_active"):
+            active = total
+        return total, active
+    return fn
+
+
+def params_all_moe(c):
+    return params_ok(dict(c, n_dense_layers=0))
+
+
+def sets_ok(x, probs, mask_id, tau_mask, tau_edit, editable):
+    conf, v = probs.max(dim=-1)
+    is_mask = x == mask_id
+    return is_mask & (conf > tau_mask), editable & ~is_mask & (x != v) & (conf > tau_edit)
+
+
+def sets_variant(**kw):
+    def fn(x, probs, mask_id, tau_mask, tau_edit, editable):
+        conf, v = probs.max(dim=-1)
+        is_mask = x == mask_id
+        gt = (lambda a, b: a >= b) if kw.get("ge") else (lambda a, b: a > b)
+        m2t = is_mask & gt(conf, tau_mask)
+        t2t = (~is_mask | kw.get("edit_masked", False)) & gt(conf, tau_mask if kw.get("tau_mask_edits") else tau_edit)
+        if not kw.get("edit_same"):
+            t2t &= x != v
+        if not kw.get("edit_prompt"):
+            t2t &= editable
+        return m2t, t2t
+    return fn
+
+
+def block_mask_ok(L, block_size):
+    if L % block_size != 0:
+        raise ValueError("block_size must divide L")
+    K = L // block_size
+    blk = torch.arange(L) // block_size
+    same = blk[:, None] == blk[None, :]
+    m = torch.zeros(2 * L, 2 * L, dtype=torch.bool)
+    m[:L, :L] = same                                       # x_t -> x_t
+    m[:L, L:] = blk[:, None] > blk[None, :]                # x_t -> x_0
+    m[L:, L:] = blk[:, None] >= blk[None, :]               # x_0 -> x_0
+    assert K >= 1
+    return m
+
+
+def block_mask_bd3lm(L, block_size):
+    """Also correct: BD3-LM's formulation with flags over the 2L positions."""
+    if L % block_size:
+        raise ValueError("does not divide")
+    n = torch.arange(2 * L)
+    flag = n >= L
+    b = torch.where(flag, (n - L) // block_size, n // block_size)
+    bd = (b[:, None] == b[None]) & (flag[:, None] == flag[None])
+    obc = (b[:, None] > b[None]) & flag[None] & ~flag[:, None]
+    bc = (b[:, None] >= b[None]) & flag[None] & flag[:, None]
+    return bd | obc | bc
+
+
+def block_mask_variant(**kw):
+    def fn(L, block_size):
+        if L % block_size and not kw.get("no_check"):
+            raise ValueError("does not divide")
+        m = block_mask_ok(L, max(block_size, 1)) if not L % block_size else torch.zeros(2 * L, 2 * L, dtype=torch.bool)
+        blk = torch.arange(L) // block_size
+        if kw.get("leak"):
+            m[:L, L:] = blk[:, None] >= blk[None, :]
+        if kw.get("x0_sees_xt"):
+            m[L:, :L] = blk[:, None] >= blk[None, :]
+        if kw.get("causal"):
+            m[:L, :L] = torch.ones(L, L, dtype=torch.bool).tril()
+        if kw.get("strict_bc"):
+            m[L:, L:] = blk[:, None] > blk[None, :]
+        if kw.get("transpose"):
+            m = m.T.contiguous()
+        return m
+    return fn
+
+
+def block_mask_global_blocks(L, block_size):
+    """Blocks numbered over all 2L positions: x_t never sees x_0."""
+    if L % block_size:
+        raise ValueError("does not divide")
+    n = torch.arange(2 * L)
+    flag, b = n >= L, n // block_size
+    bd = (b[:, None] == b[None]) & (flag[:, None] == flag[None])
+    obc = (b[:, None] > b[None]) & flag[None] & ~flag[:, None]
+    bc = (b[:, None] >= b[None]) & flag[None] & flag[:, None]
+    return bd | obc | bc
+
+
+CH4_GOOD = [(E.check_topk_routing, routing_ok), (E.check_topk_routing, routing_topk_logits),
+            (E.check_param_count, params_ok), (E.check_param_count, lambda c: tuple(float(v) for v in params_ok(c))),
+            (E.check_m2t_t2t_sets, sets_ok), (E.check_block_mask, block_mask_ok),
+            (E.check_block_mask, block_mask_bd3lm)]
+
+CH4_WRONG = [
+    (E.check_topk_routing, routing_no_renorm, "renormalise"),
+    (E.check_topk_routing, routing_tokens, "over the experts"),
+    (E.check_topk_routing, routing_lowest, r"\*most\* probable"),
+    (E.check_topk_routing, routing_ascending_ids, "best first"),
+    (E.check_topk_routing, routing_unpaired, "not paired"),
+    (E.check_topk_routing, routing_no_check, "raise a ValueError instead"),
+    (E.check_topk_routing, routing_topk_error, "raised RuntimeError"),
+    (E.check_topk_routing, lambda lg, k: (routing_ok(lg, k)[0].int(), routing_ok(lg, k)[1]), "LongTensor"),
+    (E.check_topk_routing, lambda lg, k: routing_ok(lg, k)[0], "tuple of two"),
+    (E.check_param_count, params_variant(all_active=True), "top_k routed experts"),
+    (E.check_param_count, params_variant(no_shared=True), "shared expert"),
+    (E.check_param_count, params_variant(no_dense=True), "dense layers' feed-forward"),
+    (E.check_param_count, params_all_moe, "are dense"),
+    (E.check_param_count, params_variant(mha=True), "grouped-query attention"),
+    (E.check_param_count, params_variant(tied_always=True), "untied embeddings have a separate LM head"),
+    (E.check_param_count, params_variant(untied_always=True), "with tied embeddings the LM head is"),
+    (E.check_param_count, lambda c: (params_ok(c)[0] + 1, params_ok(c)[1]), "wrong total for cfg"),
+    (E.check_param_count, lambda c: params_ok(c)[0], "tuple"),
+    (E.check_m2t_t2t_sets, sets_variant(ge=True), "strict inequalities"),
+    (E.check_m2t_t2t_sets, lambda x, p, m, tm, te, ed: (sets_variant(ge=True)(x, p, m, tm, te, ed)[0],
+                                                        sets_ok(x, p, m, tm, te, ed)[1]), r"M2T uses a strict"),
+    (E.check_m2t_t2t_sets, lambda x, p, m, tm, te, ed: sets_ok(x, p, m, te, tm, ed), "swapped"),
+    (E.check_m2t_t2t_sets, sets_variant(edit_same=True), "x_i != v_i"),
+    (E.check_m2t_t2t_sets, sets_variant(edit_masked=True), "never to T2T"),
+    (E.check_m2t_t2t_sets, sets_variant(tau_mask_edits=True), "its own threshold tau_edit"),
+    (E.check_m2t_t2t_sets, sets_variant(edit_prompt=True), "never edits the prompt"),
+    (E.check_m2t_t2t_sets, lambda *a: sets_ok(*a)[::-1], "in that order"),
+    (E.check_m2t_t2t_sets, lambda *a: tuple(s.long() for s in sets_ok(*a)), "bool tensor"),
+    (E.check_block_mask, block_mask_variant(leak=True), "answer leaks"),
+    (E.check_block_mask, block_mask_variant(x0_sees_xt=True), "never attend to x_t"),
+    (E.check_block_mask, block_mask_variant(causal=True), "not causal"),
+    (E.check_block_mask, block_mask_variant(strict_bc=True), "sees its own block too"),
+    (E.check_block_mask, block_mask_variant(transpose=True), "transposed"),
+    (E.check_block_mask, block_mask_variant(no_check=True), "raise a ValueError instead"),
+    (E.check_block_mask, block_mask_global_blocks, r"k mod L"),
+    (E.check_block_mask, lambda L, bs: block_mask_ok(L, bs).long(), "bool tensor"),
+]
+
+
+@pytest.mark.parametrize("checker,good", CH4_GOOD)
+def test_chapter4_checker_accepts(checker, good, capsys):
+    assert checker(good) is True
+    assert "passed" in capsys.readouterr().out
+
+    def stub(*args):
+        raise NotImplementedError("Exercise N.M: todo")
+    with pytest.raises(NotImplementedError):
+        checker(stub)
+    with pytest.raises(E.ExerciseError, match="raised"):
+        checker(lambda *a: 1 / 0)
+
+
+@pytest.mark.parametrize("checker,wrong,hint", CH4_WRONG)
+def test_chapter4_checker_names_the_mistake(checker, wrong, hint):
+    with pytest.raises(E.ExerciseError, match=hint):
+        checker(wrong)
+
+
+def test_chapter4_references_agree_with_hand_values():
+    """The checkers' private references against numbers worked out by hand."""
+    # 4.1: logits log([0.5, 0.3, 0.2]) -> top-2 = experts 0, 1 with weights 0.5/0.8, 0.3/0.8
+    e, w = E._topk_routing_ref(torch.log(torch.tensor([[0.5, 0.3, 0.2]], dtype=torch.float64)), 2)
+    assert e.tolist() == [[0, 1]] and torch.allclose(w, torch.tensor([[0.625, 0.375]], dtype=torch.float64))
+    with pytest.raises(ValueError):
+        E._topk_routing_ref(torch.zeros(2, 3), 4)
+    # 4.2: one MoE layer, hidden 2, 1 head of size 2 (q, k, v, o: 4 * 4), vocab 3 untied (2 * 6), 2 experts of
+    # ffn 1 (2 * 6) + 1 shared (6) + router (4) + norms (3 * 2): total 16 + 12 + 12 + 6 + 4 + 6 = 56; top-1 active
+    # drops one routed expert: 50
+    c = dict(n_layers=1, hidden=2, n_heads=1, n_kv_heads=1, head_dim=2, vocab=3, tied=False, n_dense_layers=0,
+             dense_ffn=0, n_experts=2, top_k=1, n_shared=1, expert_ffn=1)
+    assert E._param_count_ref(c) == (56, 50)
+    # LLaDA2.0-mini (REFERENCE.md section 4): about 16B total, 1.4B active (QK-norm aside)
+    mini = dict(n_layers=20, hidden=2048, n_heads=16, n_kv_heads=4, head_dim=128, vocab=157_184, tied=False,
+                n_dense_layers=1, dense_ffn=5120, n_experts=256, top_k=8, n_shared=1, expert_ffn=512)
+    total, active = E._param_count_ref(mini)
+    assert abs(total / 16e9 - 1) < 0.03 and abs(active / 1.4e9 - 1) < 0.03
+    # 4.3: L = 2, block 1: x_t token 1 sees itself and clean token 0; clean tokens causal
+    m = E._block_mask_ref(2, 1).int().tolist()
+    assert m == [[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 1, 1]]
