@@ -373,17 +373,8 @@ def run_arith_recipe(name: str, show_progress: bool = True):
 def load_arith_model(name: str) -> Transformer:
     """A shipped addition model, verified against the manifest, in eval mode (recipe in ``model.recipe``).
     A missing or corrupt file raises :class:`course_lib.checkpoints.CheckpointError` naming the retrain command."""
-    from .checkpoints import CheckpointError, load_checkpoint
-    state, config, entry = load_checkpoint(name)
-    try:
-        model = Transformer(TransformerConfig(**config["model"]))
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {name!r} does not match its recipe ({e}); "
-                              f"retrain it with: {entry['retrain']}") from e
-    model.recipe = config
-    model.eval()
-    return model
+    from . import checkpoints
+    return checkpoints.load_model(name, lambda config: Transformer(TransformerConfig(**config["model"])))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -704,17 +704,8 @@ def load_bd_model(name: str) -> Transformer:
     """A shipped block-diffusion model (``a2d_convert`` or ``a2d_scratch``), verified against the manifest, in
     eval mode; its recipe is ``model.recipe``. Introduced in chapter 4, section 2. A missing or corrupt
     file raises :class:`course_lib.checkpoints.CheckpointError` naming the retrain command."""
-    from .checkpoints import CheckpointError, load_checkpoint
-    state, config, entry = load_checkpoint(name)
-    try:
-        model = Transformer(TransformerConfig(**config["model"]))
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {name!r} does not match its recipe ({e}); "
-                              f"retrain it with: {entry['retrain']}") from e
-    model.recipe = config
-    model.eval()
-    return model
+    from . import checkpoints
+    return checkpoints.load_model(name, lambda config: Transformer(TransformerConfig(**config["model"])))
 
 
 def load_results(path: Path = RESULTS_PATH) -> dict:

@@ -99,3 +99,20 @@ def load_checkpoint(name: str, manifest: Path = MANIFEST) -> tuple[dict, dict, d
     except Exception as e:  # a file with the right hash should always load; be explicit if not
         raise CheckpointError(f"could not read {path} ({e}); retrain it with: {entry['retrain']}") from e
     return blob["state_dict"], blob["config"], entry
+
+
+def load_model(name: str, build, manifest: Path | None = None):
+    """A shipped model: :func:`load_checkpoint`, then ``build(config)`` (a function returning the untrained
+    module for the stored config), the weights loaded, ``model.recipe = config``, eval mode. A config that does
+    not build, or weights that do not fit it, raise :class:`CheckpointError` naming the retrain command.
+    Introduced in chapter 2, section 7 (the text models); chapter 4's models load the same way."""
+    state, config, entry = load_checkpoint(name) if manifest is None else load_checkpoint(name, manifest)
+    try:
+        model = build(config)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {name!r} does not match its recipe ({e}); "
+                              f"retrain it with: {entry['retrain']}") from e
+    model.recipe = config
+    model.eval()
+    return model

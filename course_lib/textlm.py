@@ -839,15 +839,5 @@ def load_text_model(name: str) -> Transformer:
     """A shipped text model (``lm_ar``, ``lm_mdlm``, ``lm_d3pm_absorbing``, ``lm_d3pm_uniform``), verified
     against the manifest, in eval mode; its recipe is ``model.recipe``. Introduced in chapter 2, section 7.
     A missing or corrupt file raises :class:`course_lib.checkpoints.CheckpointError` naming the retrain command."""
-    from .checkpoints import CheckpointError, load_checkpoint
-    state, config, entry = load_checkpoint(name)
-    try:
-        cfg = TextLMConfig.from_dict(config)
-        model = Transformer(cfg.transformer_config())
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {name!r} does not match its recipe ({e}); "
-                              f"retrain it with: {entry['retrain']}") from e
-    model.recipe = config
-    model.eval()
-    return model
+    from . import checkpoints
+    return checkpoints.load_model(name, lambda config: Transformer(TextLMConfig.from_dict(config).transformer_config()))
