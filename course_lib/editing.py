@@ -80,3 +80,73 @@ def m2t_t2t_loss(model, x0: torch.Tensor, prompt_lengths, mask_id: int, edit_rat
     m2t = torch.where(masked, nll / (p_mask.to(nll)[:, None] * length), torch.zeros_like(nll)).sum() / x0.shape[0]
     t2t = torch.where(answer & ~masked, nll / length, torch.zeros_like(nll)).sum() / x0.shape[0]
     return m2t + t2t, {"m2t": m2t.item(), "t2t": t2t.item()}
+
+
+# ----------------------------------------------------------------------------------------------
+# An editor for the course language (chapter 4, section 5: editing on free text)
+# ----------------------------------------------------------------------------------------------
+
+LM_EDIT_RECIPE = dict(init="lm_mdlm", steps=400, batch_size=64, lr=3e-4, warmup=20, min_lr_ratio=0.1,
+                      edit_rate=0.1, draft_rate=0.5, seed=0)
+
+
+def train_editor(model, ids: torch.Tensor, steps: int, batch_size: int, lr: float, warmup: int, min_lr_ratio: float,
+                 edit_rate: float, draft_rate: float, edit_vocab, mask_id: int, prompt_lengths=None, seed: int = 0,
+                 show_progress: bool = True, desc: str = "M2T + T2T"):
+    """Fine-tune ``model`` on rows of ``ids`` (N, L) with :func:`m2t_t2t_loss` (AdamW, warmup + cosine, clipping at 1);
+    ``prompt_lengths`` (N,) or None (no prompt). Returns ``(model, losses)``. Introduced in chapter 4, section 5."""
+    import time
+    from .runtime import progress
+    from .textlm import lr_factor
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    pl_all = torch.zeros(len(ids), dtype=torch.long) if prompt_lengths is None else torch.as_tensor(prompt_lengths)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup, min_lr_ratio))
+    model.train()
+    losses, t0 = [], time.perf_counter()
+    for _ in (progress(range(steps), desc=desc) if show_progress else range(steps)):
+        rows = torch.randint(0, len(ids), (batch_size,), generator=g)
+        loss, _ = m2t_t2t_loss(model, ids[rows], pl_all[rows], mask_id, edit_rate, edit_vocab, g, draft_rate=draft_rate)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    model.eval()
+    return model, {"loss": losses, "seconds": time.perf_counter() - t0}
+
+
+def run_lm_edit_recipe(show_progress: bool = True):
+    """``lm_edit``: chapter 2's MDLM (lm_mdlm) fine-tuned with the mixed M2T + T2T objective on the course language
+    (recipe :data:`LM_EDIT_RECIPE`; no prompt, every canvas position is "answer"; uniform perturbations over every
+    token but [MASK]). Returns ``(model, metrics, seconds)`` for :func:`course_lib.recipes.retrain`.
+    Introduced in chapter 4, section 5."""
+    import time
+    from . import textlm
+    from .tokenizer import Tokenizer
+    r = LM_EDIT_RECIPE
+    t0 = time.perf_counter()
+    model = textlm.load_text_model(r["init"])
+    recipe = model.recipe
+    ids = textlm.language_ids("train")
+    vocab = [i for i in range(model.config.vocab_size) if i != Tokenizer.mask_id]
+    model, hist = train_editor(model, ids, r["steps"], r["batch_size"], r["lr"], r["warmup"], r["min_lr_ratio"],
+                               r["edit_rate"], r["draft_rate"], vocab, Tokenizer.mask_id, seed=r["seed"],
+                               show_progress=show_progress, desc="lm_edit")
+    seconds = time.perf_counter() - t0
+    model.recipe = dict(recipe, editing=r)
+    return model, {"steps": r["steps"], "final_loss": round(sum(hist["loss"][-20:]) / 20, 4), "threads": 1}, seconds
+
+
+def load_editor(name: str = "lm_edit"):
+    """The shipped language editor (``lm_edit``), verified against the manifest, in eval mode. Introduced in
+    chapter 4, section 5."""
+    from . import checkpoints
+    from .nn import Transformer
+    from .textlm import TextLMConfig
+
+    def build(config):
+        return Transformer(TextLMConfig.from_dict({k: v for k, v in config.items() if k != "editing"}).transformer_config())
+    return checkpoints.load_model(name, build)

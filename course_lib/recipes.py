@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from . import arith, blockdiff, checkpoints, ddpm, metrics, mlp, schedules, textlm, toy2d, train
+from . import arith, blockdiff, checkpoints, editing, ddpm, metrics, mlp, schedules, textlm, toy2d, train
 
 # The 2-D toy recipe, shared by all toys (tanelp/tiny-diffusion's model, trained longer with an EMA).
 TOY_CONFIG = dict(dim=2, hidden=128, n_blocks=3, emb_size=128, input_emb=True, input_scale=5.0, T=1000)
@@ -84,6 +84,7 @@ RECIPES.update({name: _text_recipe(name) for name in textlm.TEXT_RECIPES})
 RECIPES.update(blockdiff.RECIPES)
 RECIPES.update({name: (lambda name=name: arith.run_arith_recipe(name)) for name in arith.ARITH_RECIPES})
 RECIPES["add_rl"] = arith.run_rl_recipe
+RECIPES["lm_edit"] = editing.run_lm_edit_recipe
 
 
 def retrain(name: str) -> dict:
