@@ -316,3 +316,28 @@ def test_m2t_t2t_bad_inputs():
         editing.m2t_t2t_loss(model, x0, pl, MASK, 0.2, EDIT_VOCAB + [MASK])
     with pytest.raises(ValueError, match="prompt length"):
         editing.m2t_t2t_loss(model, x0, torch.full((4,), L), MASK, 0.2, EDIT_VOCAB)
+
+
+# =========================================================================== the language editor (lm_edit)
+def test_train_editor_is_deterministic_and_lowers_the_loss():
+    x = addition_rows(64, seed=3)
+    pl = torch.full((64,), P)
+    runs = []
+    for _ in range(2):
+        m, hist = editing.train_editor(tiny_model(seed=4), x, steps=30, batch_size=32, lr=3e-3, warmup=2,
+                                       min_lr_ratio=0.1, edit_rate=0.2, draft_rate=0.5, edit_vocab=EDIT_VOCAB,
+                                       mask_id=MASK, prompt_lengths=pl, seed=0, show_progress=False)
+        runs.append((m, hist))
+    (m1, h1), (m2, h2) = runs
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert h1["loss"] == h2["loss"] and not m1.training
+    assert sum(h1["loss"][-5:]) / 5 < sum(h1["loss"][:5]) / 5          # it learns something in 30 steps
+
+
+def test_shipped_language_editor_loads():
+    from course_lib import checkpoints
+    if "lm_edit" not in checkpoints.read_manifest():
+        pytest.skip("no lm_edit in data/manifest.json")
+    m = editing.load_editor("lm_edit")
+    assert not m.training and m.config.vocab_size == 353 and m.config.attention == "bidirectional"
+    assert m.recipe["editing"] == editing.LM_EDIT_RECIPE
