@@ -12,13 +12,7 @@ from course_lib.nn import Transformer, TransformerConfig
 P, G, V, MASK, EOS = arith.PROMPT_LENGTH, arith.GEN_LENGTH, arith.VOCAB_SIZE, arith.MASK_ID, arith.EOS_ID
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tests/conftest.py
 
 
 def tiny_model(seed=0):

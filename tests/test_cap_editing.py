@@ -12,13 +12,7 @@ V, MASK, EOS, P, L = 14, 13, 12, 8, 16
 EDIT_VOCAB = list(range(10)) + [EOS]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tests/conftest.py
 
 
 def tiny_model(seed=0):
