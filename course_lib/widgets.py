@@ -805,6 +805,17 @@ def _ring_verts(ax, corners, w: float, h: float, gap_px: float) -> list:
             for x, y in corners]
 
 
+def _check_token_args(itos, mask_id, prompt_length) -> tuple[list, int, int, int]:
+    """``(itos as strings, V, mask_id, prompt_length)`` after checking the ids of a token-row demo."""
+    itos = [str(s) for s in itos]
+    V = len(itos)
+    if not _is_int(mask_id) or not 0 <= mask_id < V:
+        raise ValueError(f"mask_id must be an integer in [0, {V - 1}], got {mask_id!r}")
+    if not _is_int(prompt_length) or prompt_length < 0:
+        raise ValueError(f"prompt_length must be an integer >= 0, got {prompt_length!r}")
+    return itos, V, int(mask_id), int(prompt_length)
+
+
 def _mask_runs(tokens: Sequence[str | None]) -> str:
     """Caption text of a partly masked sequence: ``None`` is a mask, shown as a "blank"; runs of 3 or more
     masks are shortened to one blank with a count."""
@@ -846,14 +857,7 @@ def generation_demo(records: dict, itos: Sequence[str], mask_id: int, prompt_len
     if not isinstance(records, dict) or not records:
         raise ValueError("records must be a non-empty dict: strategy name -> {'canvases', 'commit_step', "
                          "'commit_conf'}")
-    itos = [str(s) for s in itos]
-    V = len(itos)
-    if not _is_int(mask_id) or not 0 <= mask_id < V:
-        raise ValueError(f"mask_id must be an integer in [0, {V - 1}], got {mask_id!r}")
-    mask_id = int(mask_id)
-    if not _is_int(prompt_length) or prompt_length < 0:
-        raise ValueError(f"prompt_length must be an integer >= 0, got {prompt_length!r}")
-    P = int(prompt_length)
+    itos, V, mask_id, P = _check_token_args(itos, mask_id, prompt_length)
     data, N = {}, None
     for name, rec in records.items():
         if not isinstance(name, str):
@@ -1730,14 +1734,7 @@ def editing_playback_demo(frames, itos: Sequence[str], prompt_length: int, mask_
     the current step. Controls: ``"mode"`` (only when ``frames`` is a dict) and ``"step"`` (its maximum
     follows the mode; in ``demo.static`` settings, put ``"mode"`` before ``"step"``).
     """
-    itos = [str(s) for s in itos]
-    V = len(itos)
-    if not _is_int(mask_id) or not 0 <= mask_id < V:
-        raise ValueError(f"mask_id must be an integer in [0, {V - 1}], got {mask_id!r}")
-    mask_id = int(mask_id)
-    if not _is_int(prompt_length) or prompt_length < 0:
-        raise ValueError(f"prompt_length must be an integer >= 0, got {prompt_length!r}")
-    P = int(prompt_length)
+    itos, V, mask_id, P = _check_token_args(itos, mask_id, prompt_length)
     if title is not None and not isinstance(title, str):
         raise ValueError(f"title must be a string, got {title!r:.80}")
     multi = isinstance(frames, dict)

@@ -63,6 +63,19 @@ def assert_latency_budget(name, demo, moves: int = 20, budget_ms: float = 50.0):
     assert med <= budget_ms, f"{name} demo: median update {med:.1f} ms exceeds the {budget_ms:.0f} ms budget"
 
 
+def assert_each_control_changes_image_and_caption(name, demo):
+    """Move each control alone, from the demo's current state, to another of its values: the image and the
+    caption must both change (and the image stay a PNG). Shared by the demo tests of chapters 3 onward."""
+    for key, c in demo.controls.items():
+        before, cap = demo.image.value, demo.caption.value
+        other = next(v for v in (c.options if hasattr(c, "options") else range(c.min, c.max + 1))
+                     if v != c.value)
+        demo.set(**{key: other})
+        assert demo.image.value != before, f"moving {key} did not change the {name} demo's image"
+        assert demo.caption.value != cap, f"moving {key} did not change the {name} demo's caption"
+        assert demo.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def assert_static_form(demo):
     """``demo.static`` at the first slider's two ends gives a two-panel figure and restores the controls.
     Shared by the demo tests of chapters 2 onward."""

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from course_lib import widgets  # noqa: E402
-from test_widgets import assert_latency_budget, assert_static_form  # noqa: E402
+from test_widgets import assert_each_control_changes_image_and_caption, assert_latency_budget, assert_static_form  # noqa: E402
 
 WORDS = ("the old fisherman carefully repaired his wooden boat while three curious children watched "
          "quietly from the harbour wall").split()
@@ -110,15 +110,7 @@ DEMOS = make_demos()
 def test_every_control_changes_image_and_caption(name):
     demo, moves = DEMOS[name]
     demo.set(**moves)
-    for key in demo.controls:                        # each control alone, from a known state
-        before, cap = demo.image.value, demo.caption.value
-        c = demo.controls[key]
-        other = next(v for v in (c.options if hasattr(c, "options") else range(c.min, c.max + 1))
-                     if v != c.value)
-        demo.set(**{key: other})
-        assert demo.image.value != before, f"moving {key} did not change the {name} demo's image"
-        assert demo.caption.value != cap, f"moving {key} did not change the {name} demo's caption"
-        assert demo.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_each_control_changes_image_and_caption(name, demo)
 
 
 @pytest.mark.parametrize("name", list(DEMOS))
