@@ -484,8 +484,11 @@ def ancestral_sampler(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, gen
       (probability of the proposal under softmax(logits)) are committed, enough that round(n0 (1 - alpha_s))
       stay masked (n0 = masked at the start), LLaDA's low-confidence remasking.
     ``cache=True`` is MDLM's ``ddpm_cache``: the denoiser has no time input, so if the canvas did not change
-    the previous output is reused instead of calling the network. Random draws are the same either way, so
-    for the same seed cached and uncached runs give identical samples. Yields ``steps + 1`` states."""
+    the previous output is reused instead of calling the network. In a batch this is done row by row: only
+    the rows that changed since the last call go through the network (each row's output depends on that row
+    alone). Random draws are the same either way, so for the same seed cached and uncached runs give the
+    same samples (identical at batch 1; in a batch up to float rounding, which can differ with the number of
+    rows in a call). Yields ``steps + 1`` states."""
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if order not in ("random", "confidence"):
@@ -504,23 +507,35 @@ def ancestral_sampler(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, gen
     yield MaskedStep(steps, x.clone())
     cached_logits, cached_x = None, None
     for j in range(steps, 0, -1):
-        if cache and cached_x is not None and torch.equal(x, cached_x):
-            logits = cached_logits
+        if cache and cached_x is not None:
+            changed = (x != cached_x).any(1)
+            if bool(changed.any()):
+                logits = cached_logits.clone()
+                logits[changed] = logits_fn(x[changed]).to(logits.dtype)
+                cached_logits, cached_x = logits, x.clone()
+            else:
+                logits = cached_logits
         else:
             logits = logits_fn(x)
             cached_logits, cached_x = logits, x.clone()
-        logp = subs_log_probs(logits.double(), x, mask_id)
-        u = torch.rand(x.shape, generator=generator, dtype=torch.float64)
-        gumbel = -torch.log(-torch.log(torch.rand(logp.shape, generator=generator,
-                                                  dtype=torch.float64).clamp_min(1e-300)))
-        proposal = (logp.argmax(-1) if temperature == 0 else (logp / temperature + gumbel).argmax(-1))
         masked = x == mask_id
+        # SUBS at the masked positions only: the others carry over and are never re-drawn
+        if bool(masked.any()):
+            logp = subs_log_probs(logits[masked].double().unsqueeze(0), x[masked].unsqueeze(0), mask_id)[0]
+        else:                                    # nothing left to unmask (more steps than tokens)
+            logp = torch.zeros(0, logits.shape[-1], dtype=torch.float64)
+        u = torch.rand(x.shape, generator=generator, dtype=torch.float64)
+        u_gumbel = torch.rand(x.shape + (logits.shape[-1],), generator=generator, dtype=torch.float64)[masked]
+        gumbel = -torch.log(-torch.log(u_gumbel.clamp_min(1e-300)))
+        proposal_m = (logp.argmax(-1) if temperature == 0 else (logp / temperature + gumbel).argmax(-1))
+        proposal = x.clone()
+        proposal[masked] = proposal_m
         a_t, a_s = float(schedule.alpha(j / steps)), float(schedule.alpha((j - 1) / steps))
         if order == "random":
             commit = masked & (u < (a_s - a_t) / (1 - a_t))
         else:
-            conf = logp.gather(-1, proposal.unsqueeze(-1)).squeeze(-1)
-            conf = torch.where(masked, conf, torch.full_like(conf, float("-inf")))
+            conf = torch.full(x.shape, float("-inf"), dtype=torch.float64)
+            conf[masked] = logp.gather(-1, proposal_m.unsqueeze(-1)).squeeze(-1)
             k = masked.sum(1) - torch.round(n0 * (1 - a_s)).long()
             rank = torch.argsort(torch.argsort(-conf, dim=1, stable=True), dim=1)
             commit = masked & (rank < k[:, None])

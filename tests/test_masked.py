@@ -210,6 +210,27 @@ def test_cached_sampler_is_identical_with_fewer_calls(order):
     assert plain.calls == 1000 and cached.calls <= 33
 
 
+class RowCounter:
+    """A denoiser that counts the canvas rows it is given (the row-by-row cache sends only changed rows)."""
+
+    def __init__(self, net):
+        self.net, self.rows = net, 0
+
+    def __call__(self, x):
+        self.rows += x.shape[0]
+        return self.net(x)
+
+
+def test_cached_sampler_in_a_batch_recomputes_only_changed_rows():
+    net = TinyDenoiser(11, seed=1)
+    plain, cached = RowCounter(net), RowCounter(net)
+    a = m.final(m.ancestral_sampler(plain, 12, 200, 10, gen(18), batch=6))
+    b = m.final(m.cached_sampler(cached, 12, 200, 10, gen(18), batch=6))
+    assert torch.equal(a, b)
+    assert plain.rows == 6 * 200
+    assert cached.rows <= 6 * (12 + 1)      # each row changes at most once per token, plus the first call
+
+
 # --------------------------------------------------------------------------- bad input
 def test_bad_inputs_raise_value_error():
     x0 = torch.zeros(2, 4, dtype=torch.long)

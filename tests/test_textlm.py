@@ -128,6 +128,44 @@ def test_mdlm_nelbo_needs_two_samples(tok):
         textlm.mdlm_nelbo(tiny_model("mdlm"), batchify(SENTENCES, tok, textlm.SEQ_LEN), samples=1)
 
 
+# ------------------------------------------------------------------ packing
+def test_pack_canvases_fill_every_position_with_whole_sentences(tok):
+    ids = batchify(SENTENCES, tok, textlm.SEQ_LEN)
+    packed = textlm.pack_canvases(ids, 50, seed=3)
+    assert packed.shape == (50, textlm.SEQ_LEN) and not bool((packed == textlm.PAD_ID).any())
+    known = {tuple(r[:int(n)].tolist()) for r, n in zip(ids, textlm.counted_tokens(ids))}
+    for row in packed.tolist():
+        pieces, start = [], 0
+        for i, token in enumerate(row):
+            if token == textlm.EOS_ID:
+                pieces.append(tuple(row[start:i + 1]))
+                start = i + 1
+        assert pieces and all(p in known for p in pieces)                        # starts at a sentence start
+        assert any(k[:len(row) - start] == tuple(row[start:]) for k in known)   # the cut sentence is a prefix
+    assert torch.equal(packed, textlm.pack_canvases(ids, 50, seed=3))           # deterministic
+    assert not torch.equal(packed, textlm.pack_canvases(ids, 50, seed=4))
+
+
+def test_pack_canvases_bad_input(tok):
+    ids = batchify(SENTENCES, tok, textlm.SEQ_LEN)
+    for n in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="n must"):
+            textlm.pack_canvases(ids, n)
+    no_eos = ids.clone()
+    no_eos[no_eos == textlm.EOS_ID] = 5
+    with pytest.raises(ValueError, match="EOS"):
+        textlm.pack_canvases(no_eos, 4)
+    with pytest.raises(ValueError, match="long tensor"):
+        textlm.pack_canvases(ids.float(), 4)
+
+
+def test_packed_recipe_data_has_no_padding():
+    r = textlm.TEXT_RECIPES["lm_mdlm_packed"]
+    assert {k: v for k, v in r.items() if k != "eval_sentences"} == textlm.TEXT_RECIPES["lm_mdlm"]
+    valid = textlm.pack_canvases(textlm.language_ids("valid"), 20, seed=1)
+    assert not bool((valid == textlm.PAD_ID).any())
+
+
 # ------------------------------------------------------------------ sampling
 def test_samplers_return_sentences_or_none(tok):
     for samples in (textlm.sample_ar(tiny_model("ar"), 5, tok, seed=1),
