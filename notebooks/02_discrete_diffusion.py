@@ -952,8 +952,8 @@ assert abs(vp["length_ratio"] - 1) <= 0.10                                      
 # %% [markdown]
 # **Reading it.** Packing gives MDLM about four times as many real tokens for the same compute, and it
 # shows: many more valid sentences, at the data's length, and almost no canvas without an [EOS] (a
-# packed canvas is full of sentences, so the model has learned that an [EOS] always comes soon). The length bias of
-# the padded model came from the [PAD]s: in random order a far-right position is often decided
+# packed canvas is full of sentences, so the model has learned that an [EOS] always comes soon). The
+# padded model's long sentences point at its [PAD]s: in random order a far-right position is often decided
 # early, from almost no context, and any word committed there stretches the sentence to reach it; a
 # packed model never has to decide "is there still a sentence out here?".
 #
