@@ -749,7 +749,7 @@ TEXT_RECIPES = {
     "lm_d3pm_uniform": dict(objective="d3pm_uniform", model=_SMALL, steps=2500, batch_size=64, lr=1.5e-3,
                             warmup=200, ema_decay=0.999, eval_every=500),
     # Chapter 2, section 7 (packing): lm_mdlm's recipe on packed canvases (pack_canvases), MDLM's wrap mode.
-    # Same size, steps, batch and time; each canvas holds about 4 sentences instead of one plus 32 [PAD]s.
+    # Same size, steps and batch (so the same compute); each canvas holds about 4 sentences, not one plus 32 [PAD]s.
     "lm_mdlm_packed": dict(objective="mdlm", model=_SMALL, steps=6500, batch_size=64, lr=1.5e-3, warmup=200,
                            ema_decay=0.999, eval_every=500, eval_sentences=500),
 }
