@@ -12,7 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 from course_lib import schedules, toy2d, widgets  # noqa: E402
 
