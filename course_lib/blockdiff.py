@@ -313,17 +313,6 @@ def bd_loss(model: Transformer, x0: torch.Tensor, block_size: int, mask_id: int 
                                mask_id, pad_id)
 
 
-def _nll_result(per_seq: torch.Tensor, tokens: torch.Tensor) -> textlm.NLLResult:
-    """``per_seq`` (N, S) nats per sentence for S Monte-Carlo samples -> nats per counted token with errors
-    (the statistics of :class:`course_lib.textlm.NLLResult`)."""
-    per_seq, tokens = per_seq.double(), tokens.double()
-    a, S, n = per_seq.mean(1), per_seq.shape[1], per_seq.shape[0]
-    h = float(a.sum() / tokens.sum())
-    se_data = float((a - h * tokens).std() / (math.sqrt(n) * tokens.mean())) if n > 1 else float("nan")
-    se = float(torch.sqrt((per_seq.var(1) / S).sum()) / tokens.sum())
-    return textlm.NLLResult(h, se, se_data, int(tokens.sum()), n, S)
-
-
 @torch.no_grad()
 def bd_nelbo(model: Transformer, ids: torch.Tensor, block_size: int, samples: int = 4, seed: int = 0,
              batch_size: int = 256, eps: float = 1e-3, mask_id: int = MASK_ID) -> textlm.NLLResult:
@@ -357,7 +346,7 @@ def bd_nelbo(model: Transformer, ids: torch.Tensor, block_size: int, samples: in
                                       block_size, mask_id)
             per_seq[i:i + batch_size, k] = out.nelbo.double().cpu()
     model.train(was)
-    return _nll_result(per_seq, textlm.counted_tokens(ids))
+    return textlm.nll_summary(per_seq, textlm.counted_tokens(ids))
 
 
 # ==============================================================================================

@@ -590,8 +590,9 @@ DEMOS: list[GalleryDemo] = [
         2, "2b", "playback", "Denoising playback: random and confidence order",
         "One MDLM sample written in 41 steps, in random order and in confidence order (same seed). Masked "
         "positions are grey; each word is coloured by the step at which it was unmasked, and the words "
-        "unmasked at the current step are ringed in green. Confidence order starts at the end of the "
-        "canvas, with the padding it is sure of, then an early [EOS], and only then the words.",
+        "unmasked at the current step are ringed in green. Both orders start with [PAD]s, the model's likeliest "
+        "token; confidence order commits one at a random position and grows a block of [PAD]s around it, so its "
+        "sentence ends early.",
         _playback_inputs, _playback_build, ("lm_mdlm",)),
     GalleryDemo(
         2, "2c", "nelbo", "The NELBO integrand over t",

@@ -30,7 +30,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .masked import _check_tokens, _patterns, llada_forward_process
+from .masked import _check_tokens, _patterns, confidence_rank, llada_forward_process, log_odds
 from .tokenizer import Tokenizer
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
@@ -294,11 +294,17 @@ def guided_logits(model: LogitsFn, x: torch.Tensor, prompt_index: torch.Tensor, 
     return _exclude_mask(logits, mask_id)
 
 
-def _top_k_mask(score: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """(B, L) bool: the k[b] highest-scoring eligible positions of each row; ties go to the leftmost."""
-    order = torch.argsort(score, dim=1, descending=True, stable=True)
-    positions = torch.arange(score.shape[1], device=score.device).expand_as(order)
-    rank = torch.empty_like(order).scatter_(1, order, positions)
+def _top_k_mask(score: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor, generator=None,
+                tie_break: bool = False) -> torch.Tensor:
+    """(B, L) bool: the k[b] eligible positions of each row with the highest ``score``. With ``tie_break``,
+    scores closer than 1e-5 tie and ties are broken by a draw from ``generator``
+    (:func:`masked.confidence_rank`); without it, ties go to the leftmost."""
+    if tie_break:
+        rank = confidence_rank(score, generator)
+    else:
+        order = torch.argsort(score, dim=1, descending=True, stable=True)
+        positions = torch.arange(score.shape[1], device=score.device).expand_as(order)
+        rank = torch.empty_like(order).scatter_(1, order, positions)
     chosen = eligible & (rank < k[:, None])
     assert bool((chosen.sum(1) == k).all()), "fewer eligible positions than tokens to commit"
     return chosen
@@ -357,7 +363,9 @@ def generate_steps(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_l
        (``"low_confidence"`` remasking) or U(0, 1) (``"random"``); positions outside the current block or
        already committed score -inf;
     3. the ``num_transfer_tokens`` highest scores are committed; the other proposals are discarded
-       (re-masked). Committed tokens never change.
+       (re-masked). Committed tokens never change. Confidences that agree to within 1e-5 in log-odds count
+       as ties, broken by a draw from ``generator`` (:func:`masked.confidence_rank`): the official code's
+       ``topk`` leaves ties to the hardware, which would make the samples depend on the CPU.
     The defaults are sized for the course's short canvases (the official ones are 128)."""
     num_blocks, per_block = _check_generate_args(model, prompt, steps, gen_length, block_length,
                                                  temperature, cfg_scale, remasking, mask_id)
@@ -365,6 +373,9 @@ def generate_steps(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_l
     x = torch.cat([prompt, torch.full((B, gen_length), mask_id, dtype=torch.long, device=prompt.device)], 1)
     positions = torch.arange(P + gen_length, device=x.device)
     prompt_index = positions < P
+    # ties in confidence are broken by draws from the caller's generator, or from a fixed one (never from the
+    # global random state, so greedy decoding stays a function of its inputs)
+    tie_generator = generator if generator is not None else torch.Generator().manual_seed(0)
     yield LLaDAStep(0, 0, x.clone(), torch.zeros_like(x, dtype=torch.bool), None, None, None)
     step = 0
     for block in range(num_blocks):
@@ -375,16 +386,36 @@ def generate_steps(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_l
             logits = guided_logits(model, x, prompt_index, cfg_scale, mask_id)
             proposal = gumbel_max(logits, temperature, generator)
             confidence = torch.softmax(logits, -1).gather(-1, proposal.unsqueeze(-1)).squeeze(-1)
+            eligible = (x == mask_id) & in_block[None]
             if remasking == "low_confidence":
                 score = confidence
+                key = log_odds(torch.log_softmax(logits, -1).gather(-1, proposal.unsqueeze(-1)).squeeze(-1))
+                key = torch.where(eligible, key, torch.full_like(key, _NEG_INF))
+                commit = _top_k_mask(key, eligible, transfer[:, i], tie_generator, tie_break=True)
             else:
                 score = torch.rand(x.shape, generator=generator, dtype=torch.float64).to(x.device)
-            eligible = (x == mask_id) & in_block[None]
+                commit = _top_k_mask(torch.where(eligible, score, torch.full_like(score, _NEG_INF)), eligible,
+                                     transfer[:, i])
             score = torch.where(eligible, score, torch.full_like(score, _NEG_INF))
-            commit = _top_k_mask(score, eligible, transfer[:, i])
             x = torch.where(commit, proposal, x)
             step += 1
             yield LLaDAStep(step, block, x.clone(), commit, proposal, confidence, score)
+
+
+@torch.no_grad()
+def unconditional_samples(model: LogitsFn, n: int, steps: int, gen_length: int, block_length: int | None = None,
+                          temperature: float = 1.0, remasking: str = "low_confidence", seed: int = 0,
+                          batch_size: int = 500, mask_id: int = MASK_ID) -> torch.Tensor:
+    """``n`` samples (n, gen_length) of :func:`generate` from an empty prompt, in batches drawn in turn from one
+    generator seeded with ``seed`` (so the first ``batch_size`` samples are those of a run with that ``n``).
+    Introduced in chapter 3, section 1."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for b in range(0, n, batch_size):
+        out.append(generate(model, torch.zeros((min(batch_size, n - b), 0), dtype=torch.long), steps=steps,
+                            gen_length=gen_length, block_length=block_length or gen_length,
+                            temperature=temperature, remasking=remasking, mask_id=mask_id, generator=g))
+    return torch.cat(out)
 
 
 class GenerationRecord(NamedTuple):

@@ -454,6 +454,31 @@ def discrete_time_log_likelihood(toy: ToyDistribution, logits_fn: LogitsFn, step
 
 
 # --------------------------------------------------------------------------- samplers
+def log_odds(logp: torch.Tensor) -> torch.Tensor:
+    """log p - log(1 - p) from log-probabilities (float64): keeps probabilities near 1 apart (they are compared
+    by their distance from 1). +inf where p == 1, -inf where p == 0."""
+    return logp - torch.log(-torch.expm1(logp))
+
+
+def confidence_rank(key: torch.Tensor, generator=None, tie: float = 1e-5) -> torch.Tensor:
+    """The rank of every position in its row by ``key`` (B, L), 0 = the highest, with ties broken at random.
+
+    Keys closer than ``tie`` to their neighbour in sorted order count as equal, and equal keys are ordered by a
+    uniform draw from ``generator``. Why: float32 logits carry round-off of about 1e-6, whose last bits differ
+    between CPUs (AVX-512, AVX2 and ARM code paths round differently). Positions the model cannot tell apart
+    (on an all-[MASK] canvas every position gets the same logits) would otherwise be ordered by that round-off,
+    and the same seed would give different samples on different machines. Used by every confidence-ordered
+    sampler of the course, on the log-odds of the confidence (:func:`log_odds`)."""
+    srt, order = key.sort(dim=1, descending=True)
+    new_group = (srt[:, :-1] - srt[:, 1:]) > tie                   # inf - inf is nan: same group
+    group_sorted = torch.cat([torch.zeros_like(new_group[:, :1]), new_group], 1).cumsum(1).double()
+    group = torch.empty_like(group_sorted).scatter_(1, order, group_sorted)
+    u = torch.rand(key.shape, generator=generator, dtype=torch.float64).to(key.device)
+    ranked = torch.argsort(group + u, dim=1)                        # by group, then by the draw
+    positions = torch.arange(key.shape[1], device=key.device).expand_as(ranked)
+    return torch.empty_like(ranked).scatter_(1, ranked, positions)
+
+
 class MaskedStep(NamedTuple):
     """One sampler state: ``x`` after the step, ``step`` steps left (0 = final sample)."""
     step: int
@@ -534,11 +559,10 @@ def ancestral_sampler(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, gen
         if order == "random":
             commit = masked & (u < (a_s - a_t) / (1 - a_t))
         else:
-            conf = torch.full(x.shape, float("-inf"), dtype=torch.float64)
-            conf[masked] = logp.gather(-1, proposal_m.unsqueeze(-1)).squeeze(-1)
+            key = torch.full(x.shape, float("-inf"), dtype=torch.float64)
+            key[masked] = log_odds(logp.gather(-1, proposal_m.unsqueeze(-1)).squeeze(-1))
             k = masked.sum(1) - torch.round(n0 * (1 - a_s)).long()
-            rank = torch.argsort(torch.argsort(-conf, dim=1, stable=True), dim=1)
-            commit = masked & (rank < k[:, None])
+            commit = masked & (confidence_rank(key, generator) < k[:, None])
         x = torch.where(commit, proposal, x)
         yield MaskedStep(j - 1, x.clone())
 

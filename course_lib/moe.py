@@ -404,21 +404,8 @@ def nelbo_per_sentence(model, ids: torch.Tensor, samples: int = 8, seed: int = 0
     """(N, samples) MDLM NELBO terms in nats per sentence: the draws of :func:`course_lib.textlm.mdlm_nelbo`
     (same seed, same times and masks, linear schedule) kept per sentence, so that two models evaluated with the
     same seed can be compared sentence by sentence (a paired difference). Introduced in chapter 4, section 1."""
-    from . import masked
-    from .textlm import MASK_ID, _check_ids, _stratified_u
-    ids = _check_ids(ids, seq_len=model.config.seq_len)
-    g = torch.Generator().manual_seed(seed)
-    t_all = (1 - 1e-3) * _stratified_u(len(ids), samples, g) + 1e-3
-    was = model.training
-    model.eval()
-    per = torch.zeros(len(ids), samples, dtype=torch.float64)
-    for k in range(samples):
-        for i in range(0, len(ids), 256):
-            x0, t = ids[i:i + 256], t_all[i:i + 256, k]
-            x_t, m = masked.forward_mask(x0, t, "linear", MASK_ID, g)
-            per[i:i + 256, k] = masked.mdlm_loss(model(x_t), x0, x_t, m, t, "linear", mask_id=MASK_ID).nelbo.double()
-    model.train(was)
-    return per
+    from .textlm import mdlm_nelbo_terms
+    return mdlm_nelbo_terms(model, ids, "linear", samples, seed)
 
 
 def paired_difference(a: torch.Tensor, b: torch.Tensor, tokens: torch.Tensor) -> tuple[float, float]:
@@ -438,7 +425,7 @@ def chapter_results(names=MOE_RECIPES, n_sentences: int = 2000, samples: int = 8
     difference to the first model (``moe_dense``), the recipe's own 500-sentence value from the manifest, per-layer load fractions and max/min load ratios, and the
     class-by-expert count matrices, all on :func:`mdlm_inputs` of the validation sentences."""
     from .checkpoints import read_manifest
-    from .textlm import PAD_ID, _result, counted_tokens, language_ids, load_text_model
+    from .textlm import PAD_ID, counted_tokens, language_ids, load_text_model, nll_summary
     valid = language_ids("valid")[:n_sentences]
     inputs = mdlm_inputs(valid)
     classes, class_of = word_class_map()
@@ -453,7 +440,7 @@ def chapter_results(names=MOE_RECIPES, n_sentences: int = 2000, samples: int = 8
     for name in names:
         model = load_text_model(name)
         per = nelbo_per_sentence(model, valid, samples, seed=0)          # = textlm.mdlm_nelbo's draws
-        res = _result(per, tokens, samples)
+        res = nll_summary(per, tokens)
         first = per.mean(1) if first is None else first
         diff, diff_se = paired_difference(per.mean(1), first, tokens)
         entry = {"valid_nelbo": round(res.nll, 4), "valid_nelbo_mc_se": round(res.se, 4),

@@ -5,12 +5,43 @@ Introduced in chapter 1 (section 0, "Setup"); every chapter starts with ``runtim
 from __future__ import annotations
 
 import os
+import platform
 import random
 
 import numpy as np
 import torch
 
 _VALID_DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# The pinned numerical mode. CPUs differ in the code paths their libraries pick (AVX-512, AVX2, vendor-specific
+# kernels), and so in the last bits of a float32 result. With these settings, in the environment before torch
+# and numpy are imported, every x86-64 CPU with AVX2 (Intel or AMD, with or without AVX-512) runs the same code
+# paths: PyTorch's own kernels in their AVX2 versions, Intel MKL (matrix products, exp and log) in its one
+# vendor-neutral branch, NumPy without its AVX-512 loops. The course's artefacts are made and checked in this
+# mode (``course_lib.artefacts``); it is slower (about 2x for training), so the chapters do not use it.
+PINNED_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "COMPATIBLE",
+    "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL "
+                                "AVX512_ICL AVX512_SPR",
+}
+PINNED_THREADS = 2
+
+
+def pinnable() -> bool:
+    """True on an x86-64 CPU with AVX2 and FMA, where the pinned mode (:data:`PINNED_ENV`) applies."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return True                      # x86-64 without /proc (macOS, Windows): AVX2 since 2013
+    return "avx2" in flags and "fma" in flags
+
+
+def pinned() -> bool:
+    """True if this process runs in the pinned numerical mode (:data:`PINNED_ENV` in its environment)."""
+    return all(os.environ.get(k) == v for k, v in PINNED_ENV.items())
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
@@ -55,6 +86,16 @@ def get_device(prefer: str | None = None) -> torch.device:
     if choice == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' was asked for but torch.backends.mps.is_available() is False")
     return torch.device(choice)
+
+
+def below(value: float, bound: float) -> str:
+    """Check that a round-off residual is below ``bound`` (``AssertionError`` if not, NaN included) and return
+    the text ``"< 1e-12"`` to print. Round-off differs between CPUs in its digits, so the chapters print the
+    bound a residual is checked against rather than the residual itself."""
+    if not value < bound:
+        raise AssertionError(f"residual {value:.3g} is not below {bound:g}")
+    mantissa, exponent = f"{bound:.0e}".split("e")
+    return f"< {mantissa}e{int(exponent)}"
 
 
 def progress(iterable=None, total: int | None = None, desc: str | None = None, **kwargs):

@@ -383,8 +383,12 @@ class NLLResult(NamedTuple):
         return math.exp(self.nll)
 
 
-def _result(per_seq: torch.Tensor, tokens: torch.Tensor, samples: int) -> NLLResult:
-    """``per_seq`` (N, S): nats per sentence for each of S MC samples; ``tokens`` (N,)."""
+def nll_summary(per_seq, tokens) -> NLLResult:
+    """Nats per counted token, with standard errors, from ``per_seq`` (N, S): nats per sentence for each of S
+    Monte-Carlo draws (S = 1 for an exact NLL), and ``tokens`` (N,), the counted tokens of each sentence.
+    Introduced in chapter 2, section 7."""
+    per_seq, tokens = torch.as_tensor(per_seq), torch.as_tensor(tokens)
+    samples = per_seq.shape[1] if per_seq.shape[1] > 1 else 0
     a = per_seq.detach().double().cpu().mean(1)          # statistics on the CPU, whatever the model's device
     b = tokens.detach().double().cpu()
     per_seq = per_seq.detach().cpu()
@@ -403,11 +407,16 @@ def _batches(n: int, batch_size: int):
         yield slice(i, min(n, i + batch_size))
 
 
-@torch.no_grad()
 def ar_nll(model: Transformer, ids: torch.Tensor, batch_size: int = 256) -> NLLResult:
     """Exact NLL of an AR model, nats per counted token: ``-sum_i log p(x_i | x_<i)`` over the words and
     [EOS] (first word predicted from the [EOS]-as-BOS input), divided by the number of those tokens.
     Introduced in chapter 2, section 7."""
+    return nll_summary(ar_nll_terms(model, ids, batch_size), counted_tokens(ids))
+
+
+@torch.no_grad()
+def ar_nll_terms(model: Transformer, ids: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The per-sentence NLLs behind :func:`ar_nll`: (N, 1) float64, nats per sentence."""
     ids = _check_ids(ids, seq_len=model.config.seq_len)
     was = model.training
     model.eval()
@@ -418,7 +427,7 @@ def ar_nll(model: Transformer, ids: torch.Tensor, batch_size: int = 256) -> NLLR
         nll = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
         out.append(nll.sum(1))
     model.train(was)
-    return _result(torch.cat(out)[:, None], counted_tokens(ids), samples=0)
+    return torch.cat(out)[:, None]
 
 
 def _stratified_u(n: int, samples: int, g) -> torch.Tensor:
@@ -427,7 +436,6 @@ def _stratified_u(n: int, samples: int, g) -> torch.Tensor:
     return (u + torch.arange(samples, dtype=torch.float64)) / samples
 
 
-@torch.no_grad()
 def mdlm_nelbo(model: Transformer, ids: torch.Tensor, schedule="linear", samples: int = 8, seed: int = 0,
                batch_size: int = 256, eps: float = 1e-3) -> NLLResult:
     """MDLM's continuous-time NELBO (eq. 10-11), nats per counted token, by Monte Carlo.
@@ -437,25 +445,34 @@ def mdlm_nelbo(model: Transformer, ids: torch.Tensor, schedule="linear", samples
     across a batch), mapped to [eps, 1]; one mask draw per time. The per-sentence NELBO sums the
     weighted masked-token NLL over all canvas positions (PAD included, see the module docstring).
     ``se`` is the Monte-Carlo standard error (conservative: it treats the S draws as independent)."""
+    return nll_summary(mdlm_nelbo_terms(model, ids, schedule, samples, seed, batch_size, eps), counted_tokens(ids))
+
+
+@torch.no_grad()
+def mdlm_nelbo_terms(model: Transformer, ids: torch.Tensor, schedule="linear", samples: int = 8, seed: int = 0,
+                     batch_size: int = 256, eps: float = 1e-3) -> torch.Tensor:
+    """The Monte-Carlo draws behind :func:`mdlm_nelbo`: (N, samples) float64, nats per sentence. Batches of
+    sentences are drawn in turn from one generator (their times, then their masks), so the first ``batch_size``
+    rows of a run are the rows of a run on ``ids[:batch_size]``."""
     ids = _check_ids(ids, seq_len=model.config.seq_len)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be an integer >= 2 (for a standard error), got {samples!r}")
     schedule = masked.get_schedule(schedule)
     g = torch.Generator().manual_seed(seed)
-    t_all = (1 - eps) * _stratified_u(len(ids), samples, g) + eps
     was = model.training
     model.eval()
     per_seq = torch.zeros(len(ids), samples, dtype=torch.float64)
-    for k in range(samples):
-        for sl in _batches(len(ids), batch_size):
-            x0, t = ids[sl], t_all[sl, k]
-            x_t, m = masked.forward_mask(x0, t, schedule, MASK_ID, g)
-            per_seq[sl, k] = masked.mdlm_loss(model(x_t), x0, x_t, m, t, schedule, mask_id=MASK_ID).nelbo.double()
+    for sl in _batches(len(ids), batch_size):
+        x0 = ids[sl]
+        t_all = (1 - eps) * _stratified_u(len(x0), samples, g) + eps
+        for k in range(samples):
+            x_t, m = masked.forward_mask(x0, t_all[:, k], schedule, MASK_ID, g)
+            per_seq[sl, k] = masked.mdlm_loss(model(x_t), x0, x_t, m, t_all[:, k], schedule,
+                                              mask_id=MASK_ID).nelbo.double()
     model.train(was)
-    return _result(per_seq, counted_tokens(ids), samples)
+    return per_seq
 
 
-@torch.no_grad()
 def d3pm_nelbo(model: Transformer, ids: torch.Tensor, kind: str, T: int = 1000, samples: int = 8,
                seed: int = 0, batch_size: int = 256) -> NLLResult:
     """D3PM's T-step bound ``L_T + sum_{t=1}^T L_{t-1}``, nats per counted token, estimated by sampling t.
@@ -463,24 +480,32 @@ def d3pm_nelbo(model: Transformer, ids: torch.Tensor, kind: str, T: int = 1000, 
     Introduced in chapter 2, section 7. The sum over t is ``T * E_{t ~ U{1..T}} L_{t-1}``; each sentence
     gets ``samples`` values of t, one in each stratum of {1..T} (stratified sampling), and one draw of
     x_t per t. ``L_T`` (the prior term) is exact. All canvas positions count, divided by counted tokens."""
+    return nll_summary(d3pm_nelbo_terms(model, ids, kind, T, samples, seed, batch_size), counted_tokens(ids))
+
+
+@torch.no_grad()
+def d3pm_nelbo_terms(model: Transformer, ids: torch.Tensor, kind: str, T: int = 1000, samples: int = 8,
+                     seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+    """The Monte-Carlo draws behind :func:`d3pm_nelbo`: (N, samples) float64, nats per sentence, drawn batch by
+    batch like :func:`mdlm_nelbo_terms`."""
     ids = _check_ids(ids, seq_len=model.config.seq_len)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be an integer >= 2 (for a standard error), got {samples!r}")
     noise = D3PMNoise(kind, model.config.vocab_size, T)
     g = torch.Generator().manual_seed(seed)
-    t_all = (1 + (_stratified_u(len(ids), samples, g) * T).floor().long()).clamp(1, T)
     was = model.training
     model.eval()
     per_seq = torch.zeros(len(ids), samples, dtype=torch.float64)
-    prior = noise.prior_kl(ids).sum(1)
-    for k in range(samples):
-        for sl in _batches(len(ids), batch_size):
-            x0, t = ids[sl], t_all[sl, k]
-            x_t = noise.sample(x0, t, g)
-            vb = noise.vb_terms(_d3pm_logits(model, x_t, t, T), x0, x_t, t)
-            per_seq[sl, k] = T * vb.sum(1) + prior[sl]
+    for sl in _batches(len(ids), batch_size):
+        x0 = ids[sl]
+        t_all = (1 + (_stratified_u(len(x0), samples, g) * T).floor().long()).clamp(1, T)
+        prior = noise.prior_kl(x0).sum(1)
+        for k in range(samples):
+            x_t = noise.sample(x0, t_all[:, k], g)
+            vb = noise.vb_terms(_d3pm_logits(model, x_t, t_all[:, k], T), x0, x_t, t_all[:, k])
+            per_seq[sl, k] = T * vb.sum(1) + prior
     model.train(was)
-    return _result(per_seq, counted_tokens(ids), samples)
+    return per_seq
 
 
 def evaluate_nll(model: Transformer, ids: torch.Tensor, recipe, samples: int | None = None,
@@ -488,13 +513,19 @@ def evaluate_nll(model: Transformer, ids: torch.Tensor, recipe, samples: int | N
     """The objective's NLL (bound) on ``ids`` in nats per counted token: :func:`ar_nll` (exact),
     :func:`mdlm_nelbo` or :func:`d3pm_nelbo` (Monte Carlo, ``samples`` per sentence; default the
     recipe's ``eval_samples``, at least 2). Introduced in chapter 2, section 7."""
+    return nll_summary(evaluate_nll_terms(model, ids, recipe, samples, seed), counted_tokens(ids))
+
+
+def evaluate_nll_terms(model: Transformer, ids: torch.Tensor, recipe, samples: int | None = None,
+                       seed: int = 0) -> torch.Tensor:
+    """The per-sentence values behind :func:`evaluate_nll`: (N, S) float64 nats per sentence (S = 1 for AR)."""
     cfg = TextLMConfig.from_dict(recipe)
     s = max(2, cfg.eval_samples if samples is None else samples)
     if cfg.objective == "ar":
-        return ar_nll(model, ids)
+        return ar_nll_terms(model, ids)
     if cfg.objective in ("mdlm", "llada"):
-        return mdlm_nelbo(model, ids, cfg.schedule, samples=s, seed=seed)
-    return d3pm_nelbo(model, ids, cfg.objective.removeprefix("d3pm_"), cfg.T, samples=s, seed=seed)
+        return mdlm_nelbo_terms(model, ids, cfg.schedule, samples=s, seed=seed)
+    return d3pm_nelbo_terms(model, ids, cfg.objective.removeprefix("d3pm_"), cfg.T, samples=s, seed=seed)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -634,7 +665,7 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
 # Sampling
 # ----------------------------------------------------------------------------------------------
 
-def _to_sentence(row, tokenizer: Tokenizer):
+def to_sentence(row, tokenizer: Tokenizer):
     """Tokens before the first [EOS] as strings (specials by name), or None if there is no [EOS]."""
     row = [int(i) for i in row]
     if EOS_ID not in row:
@@ -642,14 +673,20 @@ def _to_sentence(row, tokenizer: Tokenizer):
     return [tokenizer.itos[i] for i in row[:row.index(EOS_ID)]]
 
 
-@torch.no_grad()
-def sample_ar(model: Transformer, n: int, tokenizer: Tokenizer, temperature: float = 1.0, seed: int = 0,
-              max_tokens: int | None = None, batch_size: int = 500) -> list:
-    """``n`` ancestral samples from an AR model: start from [EOS] (as BOS) and draw tokens until [EOS].
+def to_sentences(rows, tokenizer: Tokenizer) -> list:
+    """:func:`to_sentence` of every row of a (n, L) array of token ids."""
+    return [to_sentence(r, tokenizer) for r in rows]
 
-    Introduced in chapter 2, section 7. At most ``max_tokens`` (default seq_len) tokens, [EOS] included;
-    a sample that never emits [EOS] is returned as None. [PAD] and [MASK] get probability zero (AR never
-    sees them as targets). Returns lists of word strings (without [EOS])."""
+
+@torch.no_grad()
+def sample_ar_tokens(model: Transformer, n: int, temperature: float = 1.0, seed: int = 0,
+                     max_tokens: int | None = None, batch_size: int = 500) -> torch.Tensor:
+    """``n`` ancestral samples from an AR model as token ids (n, seq_len): start from [EOS] (as BOS) and draw
+    tokens until [EOS]; [PAD] after it. Introduced in chapter 2, section 7.
+
+    At most ``max_tokens`` (default seq_len) tokens, [EOS] included. [PAD] and [MASK] get probability zero
+    (AR never sees them as targets). Batches are drawn in turn from one generator seeded with ``seed``, so the
+    first ``batch_size`` samples of a run are the samples of a run with ``n = batch_size``."""
     if model.config.attention != "causal":
         raise ValueError("sample_ar needs a causal (AR) model")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -663,7 +700,7 @@ def sample_ar(model: Transformer, n: int, tokenizer: Tokenizer, temperature: flo
     dev = next(model.parameters()).device
     was = model.training
     model.eval()
-    out = []
+    out = torch.full((n, model.config.seq_len), PAD_ID, dtype=torch.long)
     for sl in _batches(n, batch_size):
         B = sl.stop - sl.start
         x = torch.full((B, 1), EOS_ID, dtype=torch.long)
@@ -678,22 +715,30 @@ def sample_ar(model: Transformer, n: int, tokenizer: Tokenizer, temperature: flo
             done |= nxt == EOS_ID
             if bool(done.all()):
                 break
-        out += [_to_sentence(r, tokenizer) for r in x[:, 1:]]
+        out[sl, :x.shape[1] - 1] = x[:, 1:]
     model.train(was)
     return out
 
 
-@torch.no_grad()
-def sample_mdlm(model: Transformer, n: int, tokenizer: Tokenizer, steps: int | None = None,
-                order: str = "random", schedule="linear", temperature: float = 1.0, seed: int = 0,
-                batch_size: int = 500) -> list:
-    """``n`` samples from an MDLM: :func:`masked.ancestral_sampler` over a canvas of seq_len positions.
+def sample_ar(model: Transformer, n: int, tokenizer: Tokenizer, temperature: float = 1.0, seed: int = 0,
+              max_tokens: int | None = None, batch_size: int = 500) -> list:
+    """:func:`sample_ar_tokens` as sentences: lists of word strings (without [EOS]), None where a sample
+    never emitted [EOS]. Introduced in chapter 2, section 7."""
+    return to_sentences(sample_ar_tokens(model, n, temperature, seed, max_tokens, batch_size), tokenizer)
 
-    Introduced in chapter 2, section 7. ``steps`` defaults to seq_len (one token per step on average);
-    ``order`` is ``"random"`` (MDLM) or ``"confidence"`` (LLaDA's low-confidence remasking). The
-    sentence is what precedes the first [EOS]; the rest of the canvas is ignored. No [EOS] -> None.
-    The sampler runs with MDLM's cache (row by row): a canvas row that a step left unchanged is not sent
-    through the network again, which saves about a third of the work at ``steps = seq_len``."""
+
+@torch.no_grad()
+def sample_mdlm_tokens(model: Transformer, n: int, steps: int | None = None, order: str = "random",
+                       schedule="linear", temperature: float = 1.0, seed: int = 0,
+                       batch_size: int = 500) -> torch.Tensor:
+    """``n`` samples from an MDLM as token canvases (n, seq_len): :func:`masked.ancestral_sampler` over a canvas
+    of seq_len positions. Introduced in chapter 2, section 7.
+
+    ``steps`` defaults to seq_len (one token per step on average); ``order`` is ``"random"`` (MDLM) or
+    ``"confidence"`` (LLaDA's low-confidence remasking). The sampler runs with MDLM's cache (row by row): a
+    canvas row that a step left unchanged is not sent through the network again, which saves about a third of
+    the work at ``steps = seq_len``. Batches are drawn in turn from one generator seeded with ``seed``, so the
+    first ``batch_size`` samples of a run are the samples of a run with ``n = batch_size``."""
     L = model.config.seq_len
     g = torch.Generator().manual_seed(seed)          # the sampler runs on the CPU; only the network on its device
     dev = next(model.parameters()).device
@@ -701,12 +746,21 @@ def sample_mdlm(model: Transformer, n: int, tokenizer: Tokenizer, steps: int | N
     model.eval()
     out = []
     for sl in _batches(n, batch_size):
-        x = masked.final(masked.ancestral_sampler(lambda z: model(z.to(dev)).float().cpu(), L, steps or L, MASK_ID, g,
-                                                  order=order, schedule=schedule, batch=sl.stop - sl.start,
-                                                  temperature=temperature, cache=True))
-        out += [_to_sentence(r, tokenizer) for r in x]
+        out.append(masked.final(masked.ancestral_sampler(lambda z: model(z.to(dev)).float().cpu(), L, steps or L,
+                                                         MASK_ID, g, order=order, schedule=schedule,
+                                                         batch=sl.stop - sl.start, temperature=temperature,
+                                                         cache=True)))
     model.train(was)
-    return out
+    return torch.cat(out)
+
+
+def sample_mdlm(model: Transformer, n: int, tokenizer: Tokenizer, steps: int | None = None,
+                order: str = "random", schedule="linear", temperature: float = 1.0, seed: int = 0,
+                batch_size: int = 500) -> list:
+    """:func:`sample_mdlm_tokens` as sentences: what precedes the first [EOS] of each canvas (the rest is
+    ignored), None where a canvas has no [EOS]. Introduced in chapter 2, section 7."""
+    return to_sentences(sample_mdlm_tokens(model, n, steps, order, schedule, temperature, seed, batch_size),
+                        tokenizer)
 
 
 def sample_validity(samples, data=None, grammar=None) -> dict:

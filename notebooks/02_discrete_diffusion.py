@@ -61,8 +61,9 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from course_lib import (checkpoints, d3pm, exercises, language, masked, runtime, textlm, tokenizer, viz,
-                        widgets)
+from course_lib import (artefacts, checkpoints, d3pm, exercises, language, masked, runtime, textlm, tokenizer,
+                        viz, widgets)
+from course_lib.runtime import below
 
 device, gen = runtime.setup(seed=0)
 torch.set_num_threads(2)
@@ -158,9 +159,8 @@ for kind in ("uniform", "absorbing"):
     closed = sch.closed_form_Qbar(torch.arange(sch.T + 1))
     qbar_err[kind] = float((closed - sch.Qbars).abs().max())
     rows_ok = float((sch.Qbars.sum(-1) - 1).abs().max())
-    print(f"{kind:9s}: max |closed form - product| over t = 0..1000 and all {K_CHECK}x{K_CHECK} entries = "
-          f"{qbar_err[kind]:.1e}; rows sum to 1 within {rows_ok:.0e}")
-assert max(qbar_err.values()) <= 1e-6
+    print(f"{kind:9s}: max |closed form - product| over t = 0..1000 and all {K_CHECK}x{K_CHECK} entries "
+          f"{below(qbar_err[kind], 1e-11)}; rows sum to 1 within {below(rows_ok, 1e-11)}")
 
 # %% [markdown]
 # **Check 1.2: stationary distributions.** `d3pm.stationary` solves $\pi = \pi Q$ for the left
@@ -173,8 +173,8 @@ for kind, sch in small.items():
     pi = d3pm.stationary(sch.Q(500))
     row_gap = float((sch.Qbar(sch.T) - pi).abs().max())
     desc = "uniform" if float((pi - 1 / K_SMALL).abs().max()) < 1e-9 else f"mass {float(pi.max()):.3f} on id {int(pi.argmax())}"
-    print(f"{kind:9s}: stationary pi of Q_500 is {desc}; pi Q_500 = pi within {float((pi @ sch.Q(500) - pi).abs().max()):.0e}; "
-          f"rows of Q-bar_T differ from pi by at most {row_gap:.3f}")
+    print(f"{kind:9s}: stationary pi of Q_500 is {desc}; pi Q_500 = pi within "
+          f"{below(float((pi @ sch.Q(500) - pi).abs().max()), 1e-12)}; rows of Q-bar_T differ from pi by at most {row_gap:.3f}")
 assert float((d3pm.stationary(small["absorbing"].Q(500)) - torch.eye(K_SMALL, dtype=torch.float64)[-1]).abs().max()) < 1e-9
 assert float((small["uniform"].Qbar(1000) - 1 / K_SMALL).abs().max()) < 1e-3
 
@@ -293,8 +293,7 @@ for kind, sch in small.items():
         bayes = joint[ok] / joint[ok].sum(-1, keepdim=True)
         post = d3pm.q_posterior(xt[ok][:, None], x0[ok][:, None], t, sch)[:, 0]
         worst = max(worst, float((bayes - post).abs().max()))
-print(f"max |Bayes by enumeration - q_posterior| over 3 kinds x 5 t x all (x0, x_t) pairs: {worst:.1e}")
-assert worst < 1e-12
+print(f"max |Bayes by enumeration - q_posterior| over 3 kinds x 5 t x all (x0, x_t) pairs {below(worst, 1e-12)}")
 
 sch = small["gaussian"]
 g = torch.Generator().manual_seed(0)
@@ -389,9 +388,8 @@ for t in (1, 2, 10, 100, 500, 1000):
     logits = torch.randn(16, 24, 30, generator=g, dtype=torch.float64) * 2
     lhs, rhs = d3pm.absorbing_mlm_identity(logits, x0, xt, t, sch_abs)
     gaps.append(float((lhs - rhs).abs().max() / rhs.abs().max().clamp(min=1e-12)))
-print(f"mask probability vs t/T: max error {mask_prob_err:.1e}; weight vs 1/t: max error {weight_err:.1e}")
-print(f"KL term vs (1/t) x masked cross-entropy, max relative gap at t = 1, 2, 10, 100, 500, 1000: {max(gaps):.1e}")
-assert mask_prob_err < 1e-12 and weight_err < 1e-12 and max(gaps) < 1e-9
+print(f"mask probability vs t/T: max error {below(mask_prob_err, 1e-12)}; weight vs 1/t: max error {below(weight_err, 1e-12)}")
+print(f"KL term vs (1/t) x masked cross-entropy, max relative gap at t = 1, 2, 10, 100, 500, 1000 {below(max(gaps), 1e-12)}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Training D3PM: the hybrid loss
@@ -433,8 +431,7 @@ for kind in ("uniform", "absorbing"):
         logits = d3pm.zero_mask_logits(logits, 29)
     gap = float((fast.vb_terms(logits, x0, xt, t) - d3pm.vb_term(logits, x0, xt, t, dense)).abs().max())
     prior_gap = float((fast.prior_kl(x0) - d3pm.prior_kl(x0, dense)).abs().max())
-    print(f"{kind:9s}: max |closed-form L_(t-1) - dense L_(t-1)| = {gap:.1e}; prior term L_T gap {prior_gap:.1e}")
-    assert gap < 1e-9 and prior_gap < 1e-9
+    print(f"{kind:9s}: max |closed-form L_(t-1) - dense L_(t-1)| {below(gap, 1e-12)}; prior term L_T gap {below(prior_gap, 1e-12)}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. MDLM: masked diffusion in continuous time
@@ -496,8 +493,8 @@ lin_w_err = float((masked.get_schedule("linear").weight(tt) - 1 / tt).abs().max(
 cos = masked.get_schedule("cosine")
 fd = (cos.alpha(tt + 1e-6) - cos.alpha(tt - 1e-6)) / 2e-6
 cos_err = float((fd - cos.dalpha(tt)).abs().max())
-print(f"linear weight vs 1/t: max error {lin_w_err:.1e}; cosine alpha' vs finite difference: {cos_err:.1e}")
-assert float(p[..., 9].max()) == 0 and lin_w_err < 1e-12 and cos_err < 1e-6
+print(f"linear weight vs 1/t: max error {below(lin_w_err, 1e-11)}; cosine alpha' vs finite difference: {below(cos_err, 1e-8)}")
+assert float(p[..., 9].max()) == 0
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn — Exercise 2.3.** Implement SUBS: return log-probabilities of shape `(B, L, V)`.
@@ -543,7 +540,7 @@ _ = exercises.check_mdlm_loss(my_mdlm_loss)
 # %%
 mdlm = textlm.load_text_model("lm_mdlm")
 valid_ids = textlm.language_ids("valid", tok)
-inv = {s: textlm.mdlm_nelbo(mdlm, valid_ids[:500], s, samples=8, seed=11) for s in ("linear", "cosine")}
+inv = {s: textlm.mdlm_nelbo(mdlm, valid_ids[:250], s, samples=8, seed=11) for s in ("linear", "cosine")}
 for s, r in inv.items():
     print(f"{s:7s} schedule: NELBO = {r.nll:.4f} ± {r.se:.4f} nats/token (Monte-Carlo s.e.)")
 diff = inv["linear"].nll - inv["cosine"].nll
@@ -557,14 +554,14 @@ with torch.no_grad():
     for anti in (False, True):
         g = torch.Generator().manual_seed(12)
         vals = []
-        for _ in range(100):
+        for _ in range(50):
             t = masked.sample_times(64, g, antithetic=anti)
             xt, msk = masked.forward_mask(batch, t, "linear", tok.mask_id, g)
             out = masked.mdlm_loss(mdlm(xt), batch, xt, msk, t, "linear", mask_id=tok.mask_id)
             vals.append(float(out.nelbo.sum() / textlm.counted_tokens(batch).sum()))
         spread[anti] = np.array(vals)
 for anti, v in spread.items():
-    print(f"{'antithetic' if anti else 'independent'} times: batch loss {v.mean():.3f} ± {v.std(ddof=1):.3f} (std over 100 draws)")
+    print(f"{'antithetic' if anti else 'independent'} times: batch loss {v.mean():.3f} ± {v.std(ddof=1):.3f} (std over 50 draws)")
 var_ratio = spread[False].var(ddof=1) / spread[True].var(ddof=1)
 print(f"variance ratio independent / antithetic = {var_ratio:.2f}")
 assert var_ratio > 1.0
@@ -626,7 +623,7 @@ print("p_data:", {"".join(map(str, s.tolist())): round(float(p), 3) for s, p in 
 from course_lib.nn import Transformer, TransformerConfig   # noqa: E402
 
 torch.manual_seed(0)
-toy_net = Transformer(TransformerConfig(vocab_size=toy.vocab_size, seq_len=toy.L, n_layer=1, n_head=2, d_model=32))
+toy_net = Transformer(TransformerConfig(vocab_size=toy.vocab_size, seq_len=toy.L, n_layer=1, n_head=2, d_model=32)).double()
 opt = torch.optim.AdamW(toy_net.parameters(), lr=3e-3)
 g = torch.Generator().manual_seed(0)
 for step in range(400):
@@ -642,7 +639,7 @@ toy_net.eval()
 
 def learned(x):
     with torch.no_grad():
-        return toy_net(x).double()
+        return toy_net(x)
 
 
 nll_data = -toy.log_prob(toy.sequences)
@@ -655,7 +652,7 @@ for T in (1, 2, 4, 16, 128, 1024):
 print(f"entropy of the toy: {H_toy:.4f} nats per sequence")
 print("    T | E[NELBO_T] | E[-log p_theta,T] | min over sequences of (NELBO_T - (-log p_theta,T))")
 for T, a, b, c in rows:
-    print(f" {T:4d} |   {a:.4f}   |      {b:.4f}       | {c:+.2e}")
+    print(f" {T:4d} |   {a:.4f}   |      {b:.4f}       | " + (f"{c:+.2e}" if abs(c) > 1e-12 else "0 (to round-off)"))
 assert all(c >= -1e-12 for *_, c in rows)
 
 # %% [markdown]
@@ -673,8 +670,8 @@ nelbo_lin = masked.exact_continuous_nelbo(toy, exact, "linear")
 nelbo_cos = masked.exact_continuous_nelbo(toy, exact, "cosine")
 nelbo_beta = masked.exact_continuous_nelbo(toy, exact, analytic=True)
 gap_exact = float(torch.stack([nelbo_lin, nelbo_cos, nelbo_beta]).sub(nll_data).abs().max())
-print(f"exact denoiser: max |NELBO_inf - (-log p_data)| over 16 sequences, linear / cosine quadrature and closed form: {gap_exact:.1e}")
-assert gap_exact <= 1e-4
+print(f"exact denoiser: max |NELBO_inf - (-log p_data)| over 16 sequences, linear / cosine quadrature and closed form "
+      f"{below(gap_exact, 1e-12)}")
 learned_inf = masked.exact_continuous_nelbo(toy, learned, analytic=True)
 print(f"learned denoiser: E[NELBO_inf] = {float((toy.probs * learned_inf).sum()):.4f} vs entropy {H_toy:.4f} "
       f"(excess = KL(p_data || model) + the bound's gap)")
@@ -718,17 +715,21 @@ assert kl_T[-1] < kl_T[0] and kl_T[-1] < 0.01
 # where the sentence ends; AR stops at its [EOS]. After the samples, a fifth model shows what that
 # fixed canvas costs MDLM: the same recipe on packed canvases.
 #
-# First, watch training happen live: 100 steps of MDLM from scratch (the shipped model trained for 6,500).
+# First, watch training happen live: 60 steps of MDLM from scratch (the shipped model trained for 6,500).
+# Validation uses an exponential moving average (EMA) of the weights, as the recipe does; an EMA of decay
+# $d$ averages over about $1/(1-d)$ steps, so this short run uses $d = 0.9$ instead of the recipe's 0.999,
+# which would still be 94% the initial weights after 60 steps.
 
 # %% tags=["nbval-ignore-output"]
 train_ids = textlm.language_ids("train", tok)
-live_recipe = dict(textlm.TEXT_RECIPES["lm_mdlm"], steps=100, warmup=20, eval_every=50, eval_sentences=200)
+live_recipe = dict(textlm.TEXT_RECIPES["lm_mdlm"], steps=60, warmup=12, eval_every=30, eval_sentences=100,
+                   ema_decay=0.9)
 live_model, live_hist = textlm.train_text_model(live_recipe, train_ids, valid_ids, desc="MDLM, live", num_threads=2)
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(live_hist["step"], live_hist["train_loss"], color=viz.COLORS["diffusion"], label="training loss (batch mean)")
 ax.plot(live_hist["eval_step"], live_hist["valid_nll"], "o", color="k", label="validation NELBO")
 ax.axhline(H, color=viz.COLORS["exact"], ls="--", label="exact entropy")
-ax.set(xlabel="step", ylabel="nats / token", title="MDLM, the first 100 steps")
+ax.set(xlabel="step", ylabel="nats / token", title="MDLM, the first 60 steps")
 ax.legend()
 plt.show()
 print(f"loss {live_hist['train_loss'][0]:.2f} -> {live_hist['train_loss'][-1]:.2f} nats/token in {live_hist['seconds']:.0f} s")
@@ -765,14 +766,14 @@ plt.show()
 # **Held-out bounds.** Now every model on the 2,000 test sentences, in one unit. AR's number is its
 # exact NLL; the diffusion models' are upper bounds (Monte Carlo, 4 times per sentence, with the
 # standard error). The floor is the exact $-\log p_\text{data}$ of the same test sentences, per token.
+# The per-sentence values come from the artefact `ch2_bounds` (`textlm.evaluate_nll_terms` of each model,
+# made by `./course artefacts ch2_bounds`, half a minute of CPU); the averages and errors are computed here.
 
 # %%
 test_ids = textlm.language_ids("test", tok)
 H_test = sum(-language.log_prob(s, grammar) for s in test_sents) / sum(len(s) + 1 for s in test_sents)
-t0 = time.perf_counter()
-bounds = {name: textlm.evaluate_nll(models[name], test_ids, manifest[key]["config"], samples=4, seed=21)
-          for name, key in MODELS.items()}
-print(f"(evaluated in {time.perf_counter() - t0:.0f} s)")
+per_sentence = artefacts.load("ch2_bounds")
+bounds = {name: textlm.nll_summary(per_sentence[key], textlm.counted_tokens(test_ids)) for name, key in MODELS.items()}
 print(f"exact, test sentences: {H_test:.3f} nats/token = {H_test / math.log(2):.3f} bits/token, perplexity {math.exp(H_test):.2f}")
 print("model           | nats/token      | bits/token | perplexity | / exact ppl | / AR ppl | train tokens")
 for name, key in MODELS.items():
@@ -817,7 +818,7 @@ for frac in (0.25, 0.5):
 # which is more to learn from the same data, but gives it the any-order abilities used in chapter 3.
 #
 # **Where D3PM spends its bits.** The bound is $T$ times the average of $L_{t-1}$ over $t$, so it is
-# the area under the curve of $T\cdot L_{t-1}$ against $t/T$. Estimated at 20 times for 200
+# the area under the curve of $T\cdot L_{t-1}$ against $t/T$. Estimated at 20 times for 100
 # validation sentences: the absorbing curve is nearly flat, because each term is about the
 # cross-entropy of one masked word given the rest (the weight $1/t$ cancels the masking rate $t/T$).
 # Uniform noise with its cosine schedule corrupts almost nothing at small $t$, so its terms there
@@ -828,7 +829,7 @@ for frac in (0.25, 0.5):
 t_prof = np.linspace(25, 975, 20).round().astype(int)
 prof = {}
 g = torch.Generator().manual_seed(22)
-x0 = valid_ids[:200]
+x0 = valid_ids[:100]
 ntok = textlm.counted_tokens(x0).sum()
 with torch.no_grad():
     for name in ("D3PM absorbing", "D3PM uniform"):
@@ -855,14 +856,24 @@ plt.show()
 # at each step every masked token is unmasked with probability $(\alpha_s-\alpha_t)/(1-\alpha_t)$,
 # to a word drawn from SUBS), and check every one with the grammar. A sample is the words before its
 # first [EOS]; a canvas without [EOS] counts as invalid.
+#
+# Drawing them takes a couple of minutes on a laptop, so they were drawn once, by the command
+# `./course artefacts ch2_samples`, with the code below (`textlm.sample_ar_tokens` and
+# `textlm.sample_mdlm_tokens`, in batches of 20 from one seeded generator) and the shipped checkpoints,
+# and ship with the course in `data/artefacts/`. The grading is live. So you can trust the bank: the
+# first batch is drawn again right here and compared with it (the test suite does this for every batch
+# setting of every artefact).
 
 # %%
-t0 = time.perf_counter()
-ar_samples = textlm.sample_ar(models["AR"], 1000, tok, seed=31)
-t_ar = time.perf_counter() - t0
-t0 = time.perf_counter()
-mdlm_samples = textlm.sample_mdlm(mdlm, 1000, tok, steps=textlm.SEQ_LEN, order="random", seed=32)
-t_mdlm = time.perf_counter() - t0
+show_source(artefacts.ch2_samples)
+bank = artefacts.load("ch2_samples")
+print(bank.describe())
+first = textlm.sample_mdlm_tokens(mdlm, artefacts.TEXT_BATCH, steps=41, seed=32, batch_size=artefacts.TEXT_BATCH)
+same = int((first.numpy() == bank["mdlm"][:artefacts.TEXT_BATCH]).all(1).sum())
+print(f"MDLM samples drawn now vs the bank's first batch: {same} of {artefacts.TEXT_BATCH} identical")
+
+# %%
+ar_samples, mdlm_samples = (textlm.to_sentences(bank[k], tok) for k in ("ar", "mdlm"))
 val = {"AR": textlm.sample_validity(ar_samples, train_sents, grammar),
        "MDLM (random order)": textlm.sample_validity(mdlm_samples, train_sents, grammar)}
 
@@ -872,7 +883,6 @@ def distinct(samples):
     return len(set(ok)) / max(1, len(ok))
 
 
-print(f"(AR sampling took {t_ar:.0f} s, MDLM sampling took {t_mdlm:.0f} s)")
 print("model               | samples | valid  | no [EOS] | mean length (data {:.2f}) | length ratio | distinct".format(
     val["AR"]["data_mean_length"]))
 for (name, v), smp in zip(val.items(), (ar_samples, mdlm_samples)):
@@ -889,13 +899,20 @@ for name in ("AR", "MDLM"):
     excess = bounds[name].nll - H_test
     print(f"{name:4s}: NLL (bound) above the exact entropy by {excess:.3f} nats/token = {excess * tokens_per_sentence:.2f} nats "
           f"per sentence; a model that put a fraction f of its mass off the language would pay only -log(1 - f) per sentence")
-print(f"for comparison, -log(1 - 0.10) = {-math.log(0.9):.3f} and -log(1 - 0.65) = {-math.log(0.35):.3f} nats")
+f_mdlm = 1 - val["MDLM (random order)"]["valid_fraction"]
+print(f"for comparison, -log(1 - 0.10) = {-math.log(0.9):.3f} nats, and for MDLM's share of invalid samples, "
+      f"f = {f_mdlm:.2f}: -log(1 - f) = {-math.log(1 - f_mdlm):.3f} nats")
+print(f"in short: AR is {100 * (bounds['AR'].perplexity / math.exp(H_test) - 1):.1f}% above the exact perplexity and "
+      f"writes {val['AR']['valid_fraction']:.0%} valid sentences; MDLM is {100 * (mdlm_vs_ar - 1):.0f}% above AR "
+      f"and writes {val['MDLM (random order)']['valid_fraction']:.0%} valid sentences, "
+      f"{val['MDLM (random order)']['length_ratio']:.2f} times the data's length")
 assert val["AR"]["valid_fraction"] >= 0.90 and abs(val["AR"]["length_ratio"] - 1) <= 0.10
+assert val["MDLM (random order)"]["valid_fraction"] < 0.5 and val["MDLM (random order)"]["length_ratio"] > 1.1
 
 # %% [markdown]
-# **Reading the table.** The AR model, whose NLL is within about 1% of the exact entropy, writes valid
-# sentences almost every time, at the data's length. MDLM, 16% above AR in perplexity, writes a
-# valid sentence only about a third of the time, and its sentences run long. Validity is a much
+# **Reading the table** (the last line above sums it up). The AR model, whose NLL is within about 1% of
+# the exact entropy, writes valid sentences almost every time, at the data's length. MDLM, a little above
+# AR in perplexity, writes a valid sentence less than half of the time, and its sentences run long. Validity is a much
 # harsher judge than perplexity: a model that spreads 10% of its mass over invalid word sequences
 # pays only $-\log 0.9 \approx 0.1$ nats per *sentence* for it, about 0.01 nats per token. MDLM's bound
 # sits more than a nat per sentence above the floor, which leaves room for most of its samples to be
@@ -933,9 +950,7 @@ for key in ("lm_mdlm", "lm_mdlm_packed"):
 curve = manifest["lm_mdlm_packed"]["metrics"]["curve"]["valid_nll"]
 print(f"lm_mdlm_packed validation bound (on packed canvases, nats/token) at steps 5500, 6000, 6500: "
       f"{curve[-3]:.4f}, {curve[-2]:.4f}, {curve[-1]:.4f}")
-t0 = time.perf_counter()
-packed_samples = textlm.sample_mdlm(mdlm_packed, 1000, tok, steps=textlm.SEQ_LEN, order="random", seed=32)
-print(f"(sampling took {time.perf_counter() - t0:.0f} s)")
+packed_samples = textlm.to_sentences(bank["mdlm_packed"], tok)        # 1,000 samples, 41 steps, random order
 val["MDLM packed (random order)"] = textlm.sample_validity(packed_samples, train_sents, grammar)
 print("model                      | samples | valid  | no [EOS] | mean length (data {:.2f}) | length ratio | distinct".format(
     val["AR"]["data_mean_length"]))
@@ -971,24 +986,24 @@ assert abs(vp["length_ratio"] - 1) <= 0.10                                      
 # **Steps, order, length and diversity.** Two knobs of the MDLM sampler. *Steps*: with fewer steps
 # than positions, several tokens are unmasked in the same step, each drawn independently from its
 # own marginal (section 6's error). *Order*: instead of unmasking random positions, commit the
-# positions where the model is most confident (LLaDA's "low-confidence remasking", chapter 3). We
-# draw 200 samples per setting (the 41-step random-order row is the 1,000 samples above).
+# positions where the model is most confident (LLaDA's "low-confidence remasking", chapter 3). The bank
+# holds 200 samples per setting (the 41-step random-order row is the 1,000 samples above). Ties in
+# confidence (on an all-[MASK] canvas every position gets exactly the same logits) are broken by a draw
+# from the sampler's generator (`masked.confidence_rank`), so the samples do not depend on round-off.
 
 # %%
 step_grid = [2, 5, 10, 20, 41]
 sweep = {("random", 41): dict(val["MDLM (random order)"], distinct=distinct(mdlm_samples),
                               lengths=[len(s) for s in mdlm_samples if s is not None])}
-t0 = time.perf_counter()
 for order, grid in (("random", step_grid[:-1]), ("confidence", [10, 41])):
     for steps in grid:
-        smp = textlm.sample_mdlm(mdlm, 200, tok, steps=steps, order=order, seed=33)
+        smp = textlm.to_sentences(bank[f"mdlm_{order}_{steps}"], tok)
         v = textlm.sample_validity(smp, train_sents, grammar)
         sweep[order, steps] = dict(v, distinct=distinct(smp), lengths=[len(s) for s in smp if s is not None])
 cooled = {}
 for temp in (0.8, 0.6):
-    smp = textlm.sample_mdlm(mdlm, 200, tok, steps=41, order="random", temperature=temp, seed=33)
+    smp = textlm.to_sentences(bank[f"mdlm_random_41_t{temp}"], tok)
     cooled[temp] = dict(textlm.sample_validity(smp, train_sents, grammar), distinct=distinct(smp))
-print(f"(the sweep took {time.perf_counter() - t0:.0f} s)")
 print("order      | steps | valid  | mean length | distinct")
 for (order, steps), v in sorted(sweep.items()):
     print(f"{order:10s} | {steps:5d} | {v['valid_fraction']:6.1%} | {v['mean_length']:11.2f} | {v['distinct']:7.1%}")
@@ -1029,7 +1044,7 @@ axes[2].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 print("confidence order, 41 steps, first samples:")
-for s in textlm.sample_mdlm(mdlm, 6, tok, steps=41, order="confidence", seed=34):
+for s in textlm.to_sentences(bank["mdlm_confidence_41"][:6], tok):
     print("  ", s if s is None else " ".join(s))
 
 # %% [markdown]
@@ -1038,11 +1053,12 @@ for s in textlm.sample_mdlm(mdlm, 6, tok, steps=41, order="confidence", seed=34)
 # model's distribution favours them. A sampler that writes only short sentences is not a good
 # model of the language, which is why the course's target asks for the data's mean length too.
 #
-# **What confidence ordering does.** On an all-[MASK] canvas the most confident positions are not
-# words: they are the trailing [PAD]s (almost no sentence is 30 words long), and next an [EOS] early in
-# the canvas, because short sentences are the most probable ones, so "the sentence ends here" is a
-# confident guess at every early position. Committing those first fixes a short length before any
-# word is chosen; the model then fills the frame with its most predictable words. The samples are
+# **What confidence ordering does.** On an all-[MASK] canvas every position sees the same thing, so every
+# position proposes the same token with the same confidence: [PAD], three quarters of a training canvas.
+# The first step therefore commits a [PAD] at a position drawn at random (ties are broken by the sampler's
+# generator), and the next steps add [PAD]s around it, because beside a [PAD] another [PAD] is nearly
+# certain. The length is fixed before any word is chosen, and it is short whenever the first [PAD] landed
+# early; the model then fills the room left of it with its most predictable words. The samples are
 # shorter and less diverse than the data, and their validity says little: a short sentence is easy
 # to get right. Greedy choices of the most probable pieces are not a sample from the model: only the
 # random (ancestral) order samples the distribution that the NELBO trained. LLaDA (chapter 3) keeps
@@ -1079,14 +1095,15 @@ print(f"T = 1000, L = 32, 2 samples: uncached took {s_plain:.2f} s ({cache_rows[
       f"cached took {s_cache:.2f} s ({cache_rows[0][3]} and {cache_rows[1][3]} calls); identical samples: "
       f"{all(torch.equal(*pair) for pair in [(x_plain, x_cache)])}")
 print(f"wall-clock speed-up {speedup:.1f}x (network calls: {cache_rows[0][2] / cache_rows[0][3]:.1f}x fewer)")
-assert speedup >= 2
+assert all(c_plain >= 10 * c_cache for _, _, c_plain, c_cache in cache_rows)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Demo 2b: denoising playback.** One MDLM sample, 41 steps, in random order and in confidence
 # order (same seed). Drag the step: masked positions are grey; each word is coloured by the
-# step at which it was unmasked, and the word unmasked at the current step is outlined. Watch where
-# confidence order starts: at the end of the canvas, with the [PAD]s that are almost certain, then
-# an early [EOS], and only then the words.
+# step at which it was unmasked, and the word unmasked at the current step is outlined. Watch what
+# comes first in both orders: [PAD]s, the model's likeliest token. Confidence order commits one [PAD] at a
+# random position and grows a block of [PAD]s around it, so this sample ends early; random order scatters
+# its [PAD]s and leaves room for a longer sentence.
 
 # %%
 play = {}
@@ -1134,7 +1151,7 @@ for q, pv, ps, ov, os_ in rows:
     ours = f"speed-up {ov:.1f}x" if "speed-up" in q else f"{ov:6.3f}"     # a timing: varies from run to run
     print(f"{q:38s} | {pv:6.3f} | {ps:36s} | {ours:>6s} | {os_}")
 print(f"{'exact denoiser: NELBO = -log p_data':38s} | {'tight':>6s} | {'MDLM: any-order AR (identity)':36s} | "
-      f"{gap_exact:6.0e} | max gap, enumerable toy")
+      f"{below(gap_exact, 1e-12):>6s} | max gap, enumerable toy")
 print(f"{'NELBO invariant to the schedule':38s} | {'exact':>6s} | {'MDLM section 3.2':36s} | {z:+6.2f} | "
       "linear - cosine, in standard errors")
 

@@ -8,6 +8,9 @@ whose content is random by construction, and they give the kernel the same envir
 import os
 
 import pytest
+from nbval.plugin import IPyNbCell
+
+from tolerant import outputs_agree
 
 # Safety net: references are produced on the CPU (`./course test` sets this already). The nbval
 # kernel inherits the environment of this pytest process.
@@ -51,3 +54,27 @@ def pytest_runtest_setup(item):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+# How fresh outputs are compared with the committed ones (README, "Which machines reproduce the outputs"):
+# "strict" (nbval's own comparison, the default on x86-64) or "tolerant" (``./course test --tolerant``, the default
+# elsewhere): strict first, and where it fails, tools/tolerant.py's rule (numbers to within one unit of their last
+# printed digit, statistics printed as "x ± s" to within s).
+COMPARE = os.environ.get("COURSE_COMPARE", "strict")
+if COMPARE not in ("strict", "tolerant"):
+    raise ValueError(f"COURSE_COMPARE must be 'strict' or 'tolerant', got {COMPARE!r}")
+
+if COMPARE == "tolerant":
+    _strict_compare = IPyNbCell.compare_outputs
+
+    def _tolerant_compare(self, test, ref, skip_compare=None):
+        if _strict_compare(self, test, ref, skip_compare):
+            return True
+        problems = outputs_agree(ref, test, skip_compare or self.parent.skip_compare, self.sanitize)
+        if not problems:
+            self.comparison_traceback = []
+            return True
+        self.comparison_traceback += ["tolerant comparison (COURSE_COMPARE=tolerant) fails too:", *problems]
+        return False
+
+    IPyNbCell.compare_outputs = _tolerant_compare

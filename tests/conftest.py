@@ -2,16 +2,9 @@
 
 - registers the ``slow`` marker: tests that execute whole notebooks; skip them with
   ``-m "not slow"``;
-- makes ``tools/`` importable, so tests call the tools' functions directly;
 - provides the ``one_torch_thread`` fixture (tiny models on one thread).
 """
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
 
 
 def pytest_configure(config):

@@ -1,6 +1,5 @@
 """Chapter 3's checkable tasks (course_lib.tasks): the instruction set, the few-shot episodes, the Bayes ceiling
 of the few-shot task, and the functions that put those tasks to a model (checked with hand-built oracle models)."""
-import itertools
 import math
 from types import SimpleNamespace
 

@@ -1,10 +1,9 @@
-"""Demos: every control re-renders, and a callback stays under the 50 ms budget (median of 20 updates).
+"""Demos: every control re-renders, every slider move renders a new image (callback latency is measured by
+``./course bench demos``, not asserted here: a loaded machine must not fail the suite).
 
 The demos are built with data of the same sizes as in the chapter (1,500-2,000 points, 51 frames,
 21x21 score fields over a 90x90 density, ten 8x8 digits).
 """
-import statistics
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -48,18 +47,18 @@ def test_every_control_changes_the_image(name):
         assert demo.image.value[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def assert_latency_budget(name, demo, moves: int = 20, budget_ms: float = 50.0):
-    """Move the demo's first slider ``moves`` times, each to a new value (what a key press does); the median
-    update time must stay within ``budget_ms``. Shared by the demo tests of every chapter."""
+def assert_slider_moves_render(name, demo, moves: int = 20):
+    """Move the demo's first slider ``moves`` times, each to a new value (what a key press does): every move must
+    run the callback once and leave a new PNG. Shared by the demo tests of every chapter."""
     slider = next(c for c in demo.controls.values() if hasattr(c, "max"))
     demo.timings_ms.clear()
     for _ in range(moves):
+        before = demo.image.value
         nxt = slider.value + slider.step
         slider.value = nxt if nxt <= slider.max else slider.min
-    assert len(demo.timings_ms) == moves
-    med, worst = statistics.median(demo.timings_ms), max(demo.timings_ms)
-    print(f"{name}: median {med:.1f} ms, worst {worst:.1f} ms over {moves} updates")
-    assert med <= budget_ms, f"{name} demo: median update {med:.1f} ms exceeds the {budget_ms:.0f} ms budget"
+        assert demo.image.value != before and demo.image.value[:8] == b"\x89PNG\r\n\x1a\n", \
+            f"{name}: a slider move did not render a new image"
+    assert len(demo.timings_ms) == moves, f"{name}: {len(demo.timings_ms)} callbacks for {moves} moves"
 
 
 def assert_each_control_changes_image_and_caption(name, demo):
@@ -89,9 +88,8 @@ def assert_static_form(demo):
 
 
 @pytest.mark.parametrize("name", list(DEMOS))
-def test_callback_latency_budget(name):
-    """20 slider moves; median update time <= 50 ms."""
-    assert_latency_budget(name, DEMOS[name][0])
+def test_slider_moves_each_render(name):
+    assert_slider_moves_render(name, DEMOS[name][0])
 
 
 def test_repr_is_short_and_classes_are_stable():

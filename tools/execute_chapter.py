@@ -98,11 +98,12 @@ def notebook_from_source(py: Path, config):
     return nb
 
 
-def execute(nb, cwd: Path, env: dict[str, str] | None = None, allow_errors: bool = False):
+def execute(nb, cwd: Path, env: dict[str, str] | None = None, allow_errors: bool = False,
+            record_timing: bool = False):
     """Execute ``nb`` in place with nbclient and return it (raises on the first error unless
-    ``allow_errors``)."""
+    ``allow_errors``; ``record_timing`` keeps each cell's start and end in its metadata)."""
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=allow_errors,
-                            record_timing=False, resources={"metadata": {"path": str(cwd)}})
+                            record_timing=record_timing, resources={"metadata": {"path": str(cwd)}})
     client.execute(env=env or kernel_env())
     return nb
 

@@ -1,0 +1,139 @@
+"""The course's benchmark: the times that tests must not assert (a loaded machine would fail them).
+
+Usage (normally through ``./course bench``):
+
+    python tools/bench.py [chapters] [demos] [browser]      (default: all three)
+    python tools/bench.py chapters 01 03                     (only some chapters)
+
+- **chapters**: each chapter executed top to bottom in a fresh kernel, as ``./course run NN`` does (but nothing is
+  written): the wall time, and the slowest cells. Budget: 90 s per chapter on a 2-core CPU.
+- **demos**: every demo of the lecture gallery built from its stored inputs, its first slider moved 20 times:
+  the callback's median and worst time (what a key press costs in Python). Budget: median <= 50 ms.
+- **browser**: the gallery served by Voila and opened in Chromium (as ``./course gallery``): seconds from the
+  start command to every demo rendered, and key press to updated image, 12 presses per demo. Budgets: ready
+  <= 15 s, median <= 150 ms, worst <= 500 ms.
+
+Prints a table per part (with the budget and whether it is met) and writes ``build/bench/bench.json`` with the
+machine it ran on. Run it on an idle machine: other jobs inflate every number.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "build" / "bench" / "bench.json"
+CHAPTER_BUDGET_S, CALLBACK_BUDGET_MS = 90.0, 50.0
+READY_BUDGET_S, PRESS_MEDIAN_BUDGET_MS, PRESS_WORST_BUDGET_MS = 15.0, 150.0, 500.0
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+            "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+
+
+def ok(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def bench_chapters(which: list[str]) -> dict:
+    import nbformat
+    from execute_chapter import chapter_sources, execute, kernel_env, resolve
+
+    out = {}
+    sources = [p for arg in which for p in resolve(arg)] if which else chapter_sources()
+    print(f"| chapter | seconds | slowest cells (seconds) | budget {CHAPTER_BUDGET_S:.0f} s |\n| --- | ---: | --- | --- |")
+    for py in sources:
+        nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
+        for c in nb.cells:
+            if c.cell_type == "code":
+                c.outputs, c.execution_count = [], None
+        t0 = time.perf_counter()
+        execute(nb, py.parent, kernel_env(), record_timing=True)
+        seconds = time.perf_counter() - t0
+        cells = []
+        for i, c in enumerate(x for x in nb.cells if x.cell_type == "code"):
+            t = c.metadata.get("execution", {})
+            if "iopub.execute_input" in t and "shell.execute_reply" in t:
+                a, b = (datetime.fromisoformat(t[k].replace("Z", "+00:00"))
+                        for k in ("iopub.execute_input", "shell.execute_reply"))
+                cells.append((round((b - a).total_seconds(), 1), i))
+        slowest = sorted(cells, reverse=True)[:5]
+        out[py.stem] = {"seconds": round(seconds, 1), "slowest_cells": [{"code_cell": i, "seconds": s} for s, i in slowest]}
+        print(f"| {py.stem} | {seconds:.1f} | " + ", ".join(f"{i}: {s}" for s, i in slowest)
+              + f" | {ok(seconds <= CHAPTER_BUDGET_S)} |", flush=True)
+    return out
+
+
+def bench_demos() -> dict:
+    import matplotlib
+    matplotlib.use("Agg")
+    from course_lib import gallery
+
+    out = {}
+    print(f"| demo | median ms | worst ms | budget: median <= {CALLBACK_BUDGET_MS:.0f} ms |\n| --- | ---: | ---: | --- |")
+    for d in gallery.DEMOS:
+        demo = d.demo()
+        slider = next(c for c in demo.controls.values() if hasattr(c, "max"))
+        demo.timings_ms.clear()
+        for _ in range(20):
+            nxt = slider.value + slider.step
+            slider.value = nxt if nxt <= slider.max else slider.min
+        med, worst = statistics.median(demo.timings_ms), max(demo.timings_ms)
+        out[d.key] = {"demo": d.name, "median_ms": round(med, 1), "worst_ms": round(worst, 1), "n": 20}
+        print(f"| {d.key} {d.name} | {med:.1f} | {worst:.1f} | {ok(med <= CALLBACK_BUDGET_MS)} |", flush=True)
+    return out
+
+
+def bench_browser() -> dict:
+    from browser import CHROMIUM, chromium, keypress_latency, served_gallery, summary
+    from course_lib import gallery
+
+    if not CHROMIUM.exists():
+        print(f"(no Chromium at {CHROMIUM}: apt-get install -y chromium; the browser part is skipped)")
+        return {}
+    with chromium() as b, tempfile.TemporaryDirectory() as tmp:
+        with served_gallery(b, Path(tmp) / "voila.log") as s:
+            out = {"ready_s": round(s["ready"], 1), "keypress": {}}
+            print(f"gallery ready (every demo rendered) {s['ready']:.1f} s after the start command "
+                  f"(budget {READY_BUDGET_S:.0f} s: {ok(s['ready'] <= READY_BUDGET_S)})")
+            print(f"| demo | median ms | worst ms | budget: median <= {PRESS_MEDIAN_BUDGET_MS:.0f}, worst <= "
+                  f"{PRESS_WORST_BUDGET_MS:.0f} ms |\n| --- | ---: | ---: | --- |")
+            for d in gallery.DEMOS:
+                r = summary(keypress_latency(s["page"], d.key))
+                out["keypress"][d.key] = dict(r, demo=d.name)
+                met = r["median_ms"] <= PRESS_MEDIAN_BUDGET_MS and r["worst_ms"] <= PRESS_WORST_BUDGET_MS
+                print(f"| {d.key} {d.name} | {r['median_ms']:.0f} | {r['worst_ms']:.0f} | {ok(met)} |", flush=True)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parts = [a for a in argv if a in ("chapters", "demos", "browser")] or ["chapters", "demos", "browser"]
+    chapters = [a for a in argv if a not in ("chapters", "demos", "browser")]
+    report = {"machine": machine(), "date": datetime.now().isoformat(timespec="seconds")}
+    print(f"machine: {report['machine']}")
+    for part in parts:
+        print(f"\n## {part}")
+        report[part] = {"chapters": lambda: bench_chapters(chapters), "demos": bench_demos,
+                        "browser": bench_browser}[part]()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(OUT.read_text()) if OUT.exists() else {}
+    OUT.write_text(json.dumps({**old, **report}, indent=2) + "\n")
+    print(f"\nwritten: {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
