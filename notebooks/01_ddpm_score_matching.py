@@ -37,8 +37,9 @@
 #
 # **Prerequisites**: Gaussians (mean, variance, KL divergence), Bayes' rule, a little PyTorch.
 #
-# **Runtime**: about 1.5 minutes on a 2-core laptop CPU with the shipped checkpoints (measured in
-# the README). No GPU, no download. Checkpoints were trained by `./course retrain NAME` (see `data/manifest.json`).
+# **Runtime**: under a minute on a 2-core laptop CPU with the shipped checkpoints and artefacts (measured in
+# the README). No GPU, no download. Checkpoints were trained by `./course retrain NAME` (see `data/manifest.json`),
+# the heavier sampling runs made by `./course artefacts NAME` (see `data/artefacts/`).
 #
 # **The visual language of the course.** Data is blue, model samples orange, exact quantities green
 # and learned ones red. Each sampler keeps one colour in every figure of the chapter.

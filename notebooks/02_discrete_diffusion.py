@@ -43,8 +43,9 @@
 #
 # **Prerequisites**: chapter 1 (forward/reverse process, ELBO), categorical distributions, KL divergence.
 #
-# **Runtime**: about 2.5 minutes on a 2-core laptop CPU with the shipped checkpoints (see the README).
-# No GPU, no download. The four language models were trained by `./course retrain NAME` (see `data/manifest.json`).
+# **Runtime**: under a minute on a 2-core laptop CPU with the shipped checkpoints and artefacts (see the README).
+# No GPU, no download. The language models were trained by `./course retrain NAME` (see `data/manifest.json`), the
+# 1,000-sample banks and held-out bounds made by `./course artefacts NAME` (see `data/artefacts/`).
 #
 # **The visual language of the course** (from chapter 1, extended here): [MASK] is always grey, a token
 # that changed into another token is orange, a freshly unmasked one is outlined in green, and

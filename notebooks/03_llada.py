@@ -47,9 +47,9 @@
 #
 # **Prerequisites**: chapter 2 (absorbing diffusion, MDLM's NELBO, the course language and Transformer).
 #
-# **Runtime**: about 2.5 minutes on a 2-core laptop CPU with the shipped checkpoints. No GPU, no
+# **Runtime**: under a minute on a 2-core laptop CPU with the shipped checkpoints and artefacts. No GPU, no
 # download. Every model was trained by `./course retrain NAME` (see `data/manifest.json`); the scaling
-# curves by `python -m course_lib.scaling`.
+# curves by `python -m course_lib.scaling`; the sample banks by `./course artefacts NAME` (see `data/artefacts/`).
 #
 # **Colours** as in chapter 2: [MASK] grey, AR purple, diffusion teal, confidences in viridis.
 

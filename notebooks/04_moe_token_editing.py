@@ -44,8 +44,9 @@
 #
 # **Prerequisites**: chapters 2 and 3 (the course language and Transformer, MDLM, LLaDA's SFT and sampler).
 #
-# **Runtime**: about 1 minute (43 s measured) on a 2-core laptop CPU with the shipped checkpoints; no GPU, no download. Every
-# model was trained by `./course retrain NAME` (see `data/manifest.json`).
+# **Runtime**: under a minute on a 2-core laptop CPU with the shipped checkpoints and artefacts; no GPU, no download. Every
+# model was trained by `./course retrain NAME` (see `data/manifest.json`), the free-text decoding runs by
+# `./course artefacts ch4_language` (see `data/artefacts/`).
 #
 # **Colours** as before: [MASK] grey, prompt blue, AR purple, diffusion teal, confidence in viridis; new here,
 # **M2T** (a mask turned into a token) green and **T2T** (a token edited into another) orange.
