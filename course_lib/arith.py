@@ -20,15 +20,19 @@ The training loop (:func:`train_arith`) implements three objectives on the same 
 """
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from . import llada
 from .nn import Transformer, TransformerConfig
 from .runtime import progress
+from .training import lr_factor, training_loop
+from .masked import sft_forward_process, sft_loss
+from . import cap, checkpoints, decoding, editing, rl
 
 DIGITS = 3                                   # operand width D
 ITOS = [str(d) for d in range(10)] + ["+", "=", "[EOS]", "[MASK]"]
@@ -202,14 +206,13 @@ class ArithRecipe:
 def arith_loss(model, recipe: ArithRecipe, x0: torch.Tensor, g: torch.Generator):
     """The training loss of one batch for ``recipe.objective``; returns ``(loss, parts)`` with ``parts`` a
     dict of floats for logging. Introduced in chapter 4, sections 4-5."""
-    from . import cap, editing
     pl = torch.full((x0.shape[0],), PROMPT_LENGTH, dtype=torch.long)
     if recipe.objective == "edit":
         return editing.m2t_t2t_loss(model, x0, pl, MASK_ID, recipe.edit_rate, edit_vocab=list(range(10)) + [EOS_ID],
                                     generator=g, draft_rate=recipe.draft_rate)
-    noisy, masked, p_mask = llada.sft_forward_process(x0, pl, MASK_ID, g)
+    noisy, masked, p_mask = sft_forward_process(x0, pl, MASK_ID, g)
     logits = model(noisy)
-    sft = llada.sft_loss(logits, x0, noisy, masked, p_mask, pl, mask_id=MASK_ID)
+    sft = sft_loss(logits, x0, noisy, masked, p_mask, pl, mask_id=MASK_ID)
     if recipe.objective == "sft":
         return sft, {"sft": sft.item()}
     conf = cap.confidence_loss(logits, x0, masked, MASK_ID)
@@ -222,7 +225,6 @@ def train_arith(recipe, model: Transformer | None = None, show_progress: bool = 
 
     Each step draws ``batch_size`` training pairs (with replacement, generator seeded by ``recipe.seed``),
     takes one AdamW step on :func:`arith_loss` with linear warmup + cosine decay and clipping at 1."""
-    from .textlm import lr_factor
     recipe = recipe if isinstance(recipe, ArithRecipe) else ArithRecipe(**recipe)
     old = torch.get_num_threads()
     if num_threads is not None:
@@ -232,24 +234,21 @@ def train_arith(recipe, model: Transformer | None = None, show_progress: bool = 
         g = torch.Generator().manual_seed(recipe.seed)
         if model is None:
             model = load_arith_model(recipe.init) if recipe.init else Transformer(recipe.transformer_config())
-        model.train()
         train_pairs = _pairs("train")
         opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, recipe.steps, recipe.warmup, recipe.min_lr_ratio))
         hist = {"step": [], "loss": [], "parts": []}
-        bar = progress(range(recipe.steps), desc=desc or recipe.objective) if show_progress else range(recipe.steps)
-        t0, window = time.perf_counter(), []
-        for step in bar:
+
+        def loss_fn(step):
             rows = torch.randint(0, len(train_pairs), (recipe.batch_size,), generator=g)
             _, x0 = to_ids(train_pairs[rows])
             loss, parts = arith_loss(model, recipe, x0, g)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            window.append(loss.item())
+            return loss, (loss.item(), parts)
+
+        bar = progress(range(recipe.steps), desc=desc or recipe.objective) if show_progress else range(recipe.steps)
+        t0, window = time.perf_counter(), []
+        lr_lambda = lambda s: lr_factor(s, recipe.steps, recipe.warmup, recipe.min_lr_ratio)  # noqa: E731
+        for step, (loss_value, parts) in training_loop(model, loss_fn, bar, opt, lr_lambda):
+            window.append(loss_value)
             if (step + 1) % 50 == 0 or step == recipe.steps - 1:
                 hist["step"].append(step + 1)
                 hist["loss"].append(sum(window) / len(window))
@@ -294,7 +293,6 @@ RL_HISTORY = Path(__file__).resolve().parent.parent / "data" / "arith" / "rl_his
 def sample_answers(model, prompts: torch.Tensor, generator=None, temperature: float = 1.0) -> torch.Tensor:
     """The policy's answers: one token per step (the most confident position first), tokens drawn at
     ``temperature`` (0 = greedy). Introduced in chapter 4, section 6."""
-    from . import decoding
     return decoding.threshold_decode(model, prompts, GEN_LENGTH, GEN_LENGTH, 1.0, MASK_ID, EOS_ID,
                                      temperature=temperature, generator=generator).x
 
@@ -312,8 +310,6 @@ def heldout_reward(model, n: int = 1000, seed: int = 99) -> dict:
 def run_rl_recipe(show_progress: bool = True):
     """Train ``add_rl`` with :func:`course_lib.rl.train_ebpo` (recipe :data:`RL_RECIPE`); writes the reward curves
     to ``data/arith/rl_history.json`` and returns ``(model, metrics, seconds)``. Introduced in chapter 4, section 6."""
-    import json
-    from . import rl
     r = RL_RECIPE
     old = torch.get_num_threads()
     torch.set_num_threads(r["threads"])
@@ -356,7 +352,6 @@ def run_arith_recipe(name: str, show_progress: bool = True):
     """Train the shipped addition model ``name``; returns ``(model, metrics, seconds)`` for
     :func:`course_lib.recipes.retrain`. The metrics are greedy one-token-per-step accuracy on the held-out
     pairs. Introduced in chapter 4, section 3."""
-    from . import decoding
     recipe = arith_recipe(name)
     t0 = time.perf_counter()
     model, hist = train_arith(recipe, show_progress=show_progress, desc=name)
@@ -373,7 +368,6 @@ def run_arith_recipe(name: str, show_progress: bool = True):
 def load_arith_model(name: str) -> Transformer:
     """A shipped addition model, verified against the manifest, in eval mode (recipe in ``model.recipe``).
     A missing or corrupt file raises :class:`course_lib.checkpoints.CheckpointError` naming the retrain command."""
-    from . import checkpoints
     return checkpoints.load_model(name, lambda config: Transformer(TransformerConfig(**config["model"])))
 
 
@@ -391,7 +385,6 @@ def editing_grid(model, tau_mask_values=GRID_TAU_MASK, tau_edit_values=GRID_TAU_
     """Accuracy (%) and TPF of the editing decoder at every (tau_mask, tau_edit) of a grid, on the first ``n``
     held-out pairs; ``tau_edit = 1.0`` is T2T disabled (no probability exceeds 1). Introduced in chapter 4,
     section 5, for the threshold explorer."""
-    from . import decoding
     pairs = problems("test")[:n]
     prompts, _ = to_ids(pairs)
     acc = [[0.0] * len(tau_edit_values) for _ in tau_mask_values]
@@ -407,8 +400,6 @@ def editing_grid(model, tau_mask_values=GRID_TAU_MASK, tau_edit_values=GRID_TAU_
 
 def main(argv=None) -> int:
     """``python -m course_lib.arith grid``: recompute data/arith/editing_grid.json from the shipped add_edit."""
-    import argparse
-    import json
     p = argparse.ArgumentParser(prog="python -m course_lib.arith", description=main.__doc__)
     p.add_argument("what", choices=["grid"])
     p.parse_args(argv)

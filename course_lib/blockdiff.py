@@ -34,6 +34,8 @@ from . import llada, textlm
 from .nn import Transformer, TransformerConfig
 from .runtime import progress
 from .tokenizer import Tokenizer
+from .training import lr_factor, training_loop
+from . import checkpoints
 
 PAD_ID, MASK_ID, EOS_ID = Tokenizer.pad_id, Tokenizer.mask_id, Tokenizer.eos_id     # 0, 1, 2
 BD_SEQ_LEN = 48       # the course's 41-position canvas padded to 48 = 2^4 * 3, which has many divisors
@@ -265,7 +267,7 @@ def bd_loss_from_logits(logits: torch.Tensor, x0: torch.Tensor, x_t: torch.Tenso
     (``nelbo.sum() / counted tokens``): every canvas position is a term (PAD included), only non-PAD
     positions count in the denominator (``pad_id=None``: all positions count). With ``block_size = L``
     this is the MDLM loss :func:`course_lib.masked.mdlm_loss` (linear schedule), and ``loss * tokens.sum()
-    / (B * L)`` is LLaDA's :func:`course_lib.llada.pretrain_loss` with ``p_mask = t``."""
+    / (B * L)`` is LLaDA's :func:`course_lib.masked.llada_pretrain_loss` with ``p_mask = t``."""
     x0 = _check_x0(x0, mask_id)
     B, L = x0.shape
     _, block_size = _check_block(L, block_size)
@@ -518,7 +520,6 @@ def train_block_diffusion(model: Transformer, train_ids: torch.Tensor, valid_ids
         g = torch.Generator().manual_seed(seed)
         g_noise = torch.Generator().manual_seed(seed + 2)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: textlm.lr_factor(s, steps, warmup, min_lr_ratio))
         hist = {"step": [], "block_size": [], "train_loss": [], "grad_norm": [], "eval_step": [],
                 "valid_nll": {b: [] for b in eval_block_sizes}, "valid_se": {b: [] for b in eval_block_sizes},
                 "seconds": 0.0, "eval_seconds": 0.0, "grad_norm_max": 0.0, "n_params": model.n_params()}
@@ -534,26 +535,22 @@ def train_block_diffusion(model: Transformer, train_ids: torch.Tensor, valid_ids
                 hist["valid_se"][b].append(res.se)
             hist["eval_seconds"] += time.perf_counter() - t0
 
-        validate(0)
-        bar = progress(range(steps), desc=desc) if show_progress else range(steps)
-        model.train()
-        for step in bar:
-            t0 = time.perf_counter()
-            b = block_size_at(schedule, step)
+        def loss_fn(step):
             x0 = train_ids[torch.randint(0, len(train_ids), (batch_size,), generator=g)].to(dev)
             if step < embed_noise_steps and embed_noise_std > 0:
                 with mask_embedding_noise(model, embed_noise_std, g_noise):
-                    loss = bd_loss(model, x0, b, MASK_ID, g, eps).loss
-            else:
-                loss = bd_loss(model, x0, b, MASK_ID, g, eps).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
-            opt.step()
-            sched.step()
+                    return bd_loss(model, x0, block_size_at(schedule, step), MASK_ID, g, eps).loss
+            return bd_loss(model, x0, block_size_at(schedule, step), MASK_ID, g, eps).loss
+
+        validate(0)
+        bar = progress(range(steps), desc=desc) if show_progress else range(steps)
+        t0 = time.perf_counter()
+        for step, loss in training_loop(model, loss_fn, bar, opt, lambda s: lr_factor(s, steps, warmup, min_lr_ratio),
+                                        grad_clip):
+            b, norm = block_size_at(schedule, step), opt.last_grad_norm
             hist["seconds"] += time.perf_counter() - t0
             hist["grad_norm_max"] = max(hist["grad_norm_max"], norm)
-            for k, v in (("step", step + 1), ("block_size", b), ("train_loss", loss.item()), ("grad_norm", norm)):
+            for k, v in (("step", step + 1), ("block_size", b), ("train_loss", loss), ("grad_norm", norm)):
                 hist[k].append(v)
             if (step + 1) % eval_every == 0 or step == steps - 1:
                 model.eval()
@@ -561,6 +558,7 @@ def train_block_diffusion(model: Transformer, train_ids: torch.Tensor, valid_ids
                 model.train()
                 if show_progress and valid_ids is not None:
                     bar.set_postfix(block=b, **{f"valid@{k}": f"{v[-1]:.3f}" for k, v in hist["valid_nll"].items()})
+            t0 = time.perf_counter()
     finally:
         torch.set_num_threads(old_threads)
     model.eval()
@@ -693,7 +691,6 @@ def load_bd_model(name: str) -> Transformer:
     """A shipped block-diffusion model (``a2d_convert`` or ``a2d_scratch``), verified against the manifest, in
     eval mode; its recipe is ``model.recipe``. Introduced in chapter 4, section 2. A missing or corrupt
     file raises :class:`course_lib.checkpoints.CheckpointError` naming the retrain command."""
-    from . import checkpoints
     return checkpoints.load_model(name, lambda config: Transformer(TransformerConfig(**config["model"])))
 
 

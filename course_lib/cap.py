@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .llada import _exclude_mask
+from .masked import exclude_mask
 
 
 def confidence_loss(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor, mask_id: int) -> torch.Tensor:
@@ -28,7 +28,7 @@ def confidence_loss(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor
         raise ValueError("x0 (long) and masked (bool) must have the logits' (B, L) shape")
     if not 0 <= mask_id < logits.shape[-1]:
         raise ValueError(f"mask_id {mask_id} is outside the vocabulary of size {logits.shape[-1]}")
-    logp = torch.log_softmax(_exclude_mask(logits, mask_id).float(), dim=-1)
+    logp = torch.log_softmax(exclude_mask(logits, mask_id).float(), dim=-1)
     p = logp.exp()
     entropy = -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(-1)       # 0 log 0 = 0
     correct = masked & (logp.argmax(-1) == x0)

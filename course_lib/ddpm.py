@@ -12,12 +12,15 @@ intermediate state, so one stream feeds the final sample, the trajectory demo an
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
+from . import runtime
 from .schedules import NoiseSchedule, check_t
+from .training import EMA, training_loop
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -197,8 +200,7 @@ def elbo_terms(model: Model, x0: torch.Tensor, schedule: NoiseSchedule, generato
     L_t = torch.zeros(B, max(T - 1, 0), dtype=x0.dtype)
     steps = range(2, T + 1)
     if progress:
-        from .runtime import progress as bar
-        steps = bar(steps, desc="ELBO terms")
+        steps = runtime.progress(steps, desc="ELBO terms")
     for t in steps:
         xt = q_sample(x0, t, schedule, generator=generator)
         mq, vq = q_posterior(x0, xt, t, schedule)
@@ -209,6 +211,51 @@ def elbo_terms(model: Model, x0: torch.Tensor, schedule: NoiseSchedule, generato
     L_0 = gaussian_nll(x0, mp, vp).sum(dims)
     total = L_T.cpu() + L_t.sum(1) + L_0.cpu()
     return {"L_T": L_T.cpu(), "L_t": L_t, "L_0": L_0.cpu(), "total": total}
+
+
+# --------------------------------------------------------------------------- training (Algorithm 1)
+def train_eps_model(model: torch.nn.Module, data: torch.Tensor, schedule: NoiseSchedule, steps: int,
+                    batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 0.0,
+                    ema_decay: float = 0.999, warmup: int = 100, seed: int = 0, log_every: int = 50,
+                    desc: str = "training", show_progress: bool = True):
+    """Algorithm 1 of Ho et al. (2020) on rows of ``data`` (N, D) for ``steps`` steps: draw x_0, t ~ U{1..T} and
+    eps ~ N(0, I), take a step on :func:`eps_loss`. AdamW, learning rate warmed up over ``warmup`` steps and
+    decayed by a cosine, gradient clipping at 1 (as tanelp/tiny-diffusion), and an exponential moving average of
+    the weights, which is what we sample from (Ho et al. use a decay of 0.9999).
+
+    Returns ``(ema_model, history)``; history holds ``step``, ``loss`` (mean over each ``log_every`` window)
+    and ``seconds``."""
+    if data.ndim != 2 or data.shape[0] < 2:
+        raise ValueError(f"data must have shape (N, D) with N >= 2, got {tuple(data.shape)}")
+    if steps < 1 or batch_size < 1:
+        raise ValueError("steps and batch_size must be positive")
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    ema = EMA(model, ema_decay)
+
+    def loss_fn(step):
+        idx = torch.randint(0, data.shape[0], (batch_size,), generator=g)
+        return eps_loss(model, data[idx], schedule, generator=g)
+
+    def lr_lambda(s):
+        return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+
+    history = {"step": [], "loss": [], "seconds": 0.0}
+    t0, window = time.perf_counter(), []
+    bar = runtime.progress(range(steps), desc=desc) if show_progress else range(steps)
+    for step, loss in training_loop(model, loss_fn, bar, opt, lr_lambda):
+        ema.update(model)
+        window.append(loss)
+        if (step + 1) % log_every == 0 or step == steps - 1:
+            history["step"].append(step + 1)
+            history["loss"].append(sum(window) / len(window))
+            window = []
+            if show_progress:
+                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+    history["seconds"] = time.perf_counter() - t0
+    model.eval()
+    return ema.model, history
 
 
 # --------------------------------------------------------------------------- samplers

@@ -43,7 +43,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from .llada import _check_scale, _exclude_mask, gumbel_max
+from .checks import check_scale
+from .llada import gumbel_max
+from .masked import exclude_mask
 from .runtime import progress
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
@@ -178,7 +180,7 @@ def _decode(model: LogitsFn, prompt: torch.Tensor, gen_length, block_length, tau
     if mask_id == eos_id:
         raise ValueError(f"mask_id and eos_id must differ, both are {mask_id}")
     max_post_steps = _check_int(max_post_steps, "max_post_steps", 0)
-    temperature = _check_scale(temperature, "temperature")
+    temperature = check_scale(temperature, "temperature")
     _check_prompt(prompt, mask_id, gen_length, model)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)   # a course Transformer: check before calling
     if isinstance(vocab, int):
@@ -213,7 +215,7 @@ def _decode(model: LogitsFn, prompt: torch.Tensor, gen_length, block_length, tau
         # one forward pass for every active row
         logits = model(x[idx])
         _check_logits(logits, len(idx), P + G, {"mask_id": mask_id, "eos_id": eos_id}, prompt)
-        logits = _exclude_mask(logits[:, P:].double(), mask_id)  # (n, G, V), [MASK] never proposed
+        logits = exclude_mask(logits[:, P:].double(), mask_id)  # (n, G, V), [MASK] never proposed
         proposal = logits.argmax(-1) if temperature == 0 else gumbel_max(logits, temperature, generator)
         conf = torch.softmax(logits, -1).gather(-1, proposal.unsqueeze(-1)).squeeze(-1)   # un-tempered p(v_i)
         if bool(torch.isnan(conf).any()) or bool((proposal == mask_id).any()):   # else a block might never fill

@@ -26,8 +26,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import checkpoints, ddpm, mlp, schedules, train
+from . import checkpoints, ddpm, mlp, schedules
 from .runtime import progress
+from .training import training_loop
 
 SPLITS = ("train", "test", "all")
 N_PIXELS = 64
@@ -171,23 +172,30 @@ def _train_classifier(seed: int, epochs: int | None, show_progress: bool):
     g = torch.Generator().manual_seed(seed)
     model = DigitsClassifier()
     opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    starts = list(range(0, x.shape[0], hp["batch_size"]))          # one epoch: a shuffled pass over the data
+    order = {}
+
+    def loss_fn(step):
+        if step % len(starts) == 0:
+            order["perm"] = torch.randperm(x.shape[0], generator=g)
+        idx = order["perm"][starts[step % len(starts)]:starts[step % len(starts)] + hp["batch_size"]]
+        xb = x[idx] + hp["noise"] * torch.randn((len(idx), x.shape[1]), generator=g)
+        loss = F.cross_entropy(model(xb), y[idx])
+        return loss, loss.item() * len(idx)
+
     history = {"epoch": [], "loss": [], "seconds": 0.0}
-    t0 = time.perf_counter()
-    epochs_iter = range(hp["epochs"])
-    bar = progress(epochs_iter, desc="digits classifier") if show_progress else epochs_iter
-    model.train()
-    for epoch in bar:
-        perm, total = torch.randperm(x.shape[0], generator=g), 0.0
-        for i in range(0, x.shape[0], hp["batch_size"]):
-            idx = perm[i:i + hp["batch_size"]]
-            xb = x[idx] + hp["noise"] * torch.randn((len(idx), x.shape[1]), generator=g)
-            loss = F.cross_entropy(model(xb), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        history["epoch"].append(epoch + 1)
-        history["loss"].append(total / x.shape[0])
+    t0, total = time.perf_counter(), 0.0
+    bar = progress(total=hp["epochs"], desc="digits classifier") if show_progress else None
+    for step, weighted_loss in training_loop(model, loss_fn, range(hp["epochs"] * len(starts)), opt, grad_clip=None):
+        total += weighted_loss
+        if (step + 1) % len(starts) == 0:                          # the end of an epoch
+            history["epoch"].append((step + 1) // len(starts))
+            history["loss"].append(total / x.shape[0])
+            total = 0.0
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     history["seconds"] = time.perf_counter() - t0
     return model.eval(), history
 
@@ -222,13 +230,13 @@ def train_ddpm(steps: int | None = None, show_progress: bool = True, threads: in
     """Train the epsilon-MLP on the train split with L_simple (eq. 14 of Ho et al. 2020).
 
     About 30 ms a step on one CPU core (15,000 steps: 7 to 8 minutes). Returns ``(ema_model, history)``
-    as :func:`course_lib.train.train_eps_model`. ``threads``: see :func:`num_threads`."""
+    as :func:`course_lib.ddpm.train_eps_model`. ``threads``: see :func:`num_threads`."""
     x, _ = load_digits_data("train")
     torch.manual_seed(0)
     model = mlp.EpsMLP(mlp.EpsMLPConfig(**DDPM_CONFIG))
     kw = dict(DDPM_TRAIN, steps=steps or DDPM_TRAIN["steps"])
     with num_threads(threads):
-        return train.train_eps_model(model, x, ddpm_schedule(), desc="ddpm_digits",
+        return ddpm.train_eps_model(model, x, ddpm_schedule(), desc="ddpm_digits",
                                      show_progress=show_progress, **kw)
 
 

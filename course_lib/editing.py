@@ -24,10 +24,17 @@ The decoder that uses these predictions (M2T and T2T sets, S and Q modes) is :mo
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
-from . import llada
-from .llada import _exclude_mask
+from .runtime import progress
+from .training import lr_factor, training_loop
+from .masked import exclude_mask, prompt_positions, sft_forward_process
+from . import checkpoints, textlm
+from .textlm import TextLMConfig
+from .nn import Transformer
+from .tokenizer import Tokenizer
 
 
 def perturb(x0: torch.Tensor, noisy: torch.Tensor, editable: torch.Tensor, edit_rate: float, edit_vocab,
@@ -63,18 +70,18 @@ def m2t_t2t_loss(model, x0: torch.Tensor, prompt_lengths, mask_id: int, edit_rat
         raise ValueError(f"draft_rate must lie in [0, 1], got {draft_rate!r}")
     if int(mask_id) in [int(v) for v in edit_vocab]:
         raise ValueError(f"edit_vocab must not contain the mask id {mask_id}: a replaced token would look masked")
-    noisy, masked, p_mask = llada.sft_forward_process(x0, prompt_lengths, mask_id, generator, eps)
+    noisy, masked, p_mask = sft_forward_process(x0, prompt_lengths, mask_id, generator, eps)
     pl = torch.as_tensor(prompt_lengths).long()
-    answer = ~llada.prompt_positions(pl, x0.shape[1])
+    answer = ~prompt_positions(pl, x0.shape[1])
     corrupted, _ = perturb(x0, noisy, answer & ~masked, edit_rate, edit_vocab, generator)
     if draft_rate > 0:
         with torch.no_grad():
-            draft = _exclude_mask(model(noisy), mask_id).argmax(-1)
+            draft = exclude_mask(model(noisy), mask_id).argmax(-1)
         filled = masked & (torch.rand(x0.shape, generator=generator) < draft_rate)
         corrupted = torch.where(filled, draft, corrupted)
         masked = masked & ~filled
     logits = model(corrupted)
-    logp = torch.log_softmax(_exclude_mask(logits, mask_id), dim=-1)
+    logp = torch.log_softmax(exclude_mask(logits, mask_id), dim=-1)
     nll = -logp.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
     length = (x0.shape[1] - pl).to(nll)[:, None]
     m2t = torch.where(masked, nll / (p_mask.to(nll)[:, None] * length), torch.zeros_like(nll)).sum() / x0.shape[0]
@@ -95,25 +102,19 @@ def train_editor(model, ids: torch.Tensor, steps: int, batch_size: int, lr: floa
                  show_progress: bool = True, desc: str = "M2T + T2T"):
     """Fine-tune ``model`` on rows of ``ids`` (N, L) with :func:`m2t_t2t_loss` (AdamW, warmup + cosine, clipping at 1);
     ``prompt_lengths`` (N,) or None (no prompt). Returns ``(model, losses)``. Introduced in chapter 4, section 5."""
-    import time
-    from .runtime import progress
-    from .textlm import lr_factor
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     pl_all = torch.zeros(len(ids), dtype=torch.long) if prompt_lengths is None else torch.as_tensor(prompt_lengths)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup, min_lr_ratio))
-    model.train()
-    losses, t0 = [], time.perf_counter()
-    for _ in (progress(range(steps), desc=desc) if show_progress else range(steps)):
+
+    def loss_fn(step):
         rows = torch.randint(0, len(ids), (batch_size,), generator=g)
-        loss, _ = m2t_t2t_loss(model, ids[rows], pl_all[rows], mask_id, edit_rate, edit_vocab, g, draft_rate=draft_rate)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        return m2t_t2t_loss(model, ids[rows], pl_all[rows], mask_id, edit_rate, edit_vocab, g, draft_rate=draft_rate)[0]
+
+    losses, t0 = [], time.perf_counter()
+    bar = progress(range(steps), desc=desc) if show_progress else range(steps)
+    for _, loss in training_loop(model, loss_fn, bar, opt, lambda s: lr_factor(s, steps, warmup, min_lr_ratio)):
+        losses.append(loss)
     model.eval()
     return model, {"loss": losses, "seconds": time.perf_counter() - t0}
 
@@ -123,9 +124,6 @@ def run_lm_edit_recipe(show_progress: bool = True):
     (recipe :data:`LM_EDIT_RECIPE`; no prompt, every canvas position is "answer"; uniform perturbations over every
     token but [MASK]). Returns ``(model, metrics, seconds)`` for :func:`course_lib.recipes.retrain`.
     Introduced in chapter 4, section 5."""
-    import time
-    from . import textlm
-    from .tokenizer import Tokenizer
     r = LM_EDIT_RECIPE
     t0 = time.perf_counter()
     model = textlm.load_text_model(r["init"])
@@ -143,9 +141,6 @@ def run_lm_edit_recipe(show_progress: bool = True):
 def load_editor(name: str = "lm_edit"):
     """The shipped language editor (``lm_edit``), verified against the manifest, in eval mode. Introduced in
     chapter 4, section 5."""
-    from . import checkpoints
-    from .nn import Transformer
-    from .textlm import TextLMConfig
 
     def build(config):
         return Transformer(TextLMConfig.from_dict({k: v for k, v in config.items() if k != "editing"}).transformer_config())

@@ -322,7 +322,7 @@ def check_forward_process(fn: Callable) -> bool:
 def check_pretrain_loss(fn: Callable) -> bool:
     """Exercise 3.2: ``fn(logits, x0, noisy, masked, p_mask) -> scalar``, LLaDA's pretraining loss with
     mask_id = 1 (the course tokenizer's): sum over masked positions of CE / p_mask, divided by B * L, the
-    [MASK] logit excluded. Compared with :func:`course_lib.llada.pretrain_loss`."""
+    [MASK] logit excluded. Compared with :func:`course_lib.masked.llada_pretrain_loss`."""
     number = "3.2"
     g = torch.Generator().manual_seed(32)
     B, L, V, m = 8, 16, 12, llada.MASK_ID
@@ -335,8 +335,8 @@ def check_pretrain_loss(fn: Callable) -> bool:
         _fail(number, f"return one number (a scalar tensor), got shape {tuple(got.shape)}: sum the weighted "
                       "losses over the whole batch, then divide by B * L")
     got = got.reshape(())
-    want = llada.pretrain_loss(logits, x0, noisy, msk, p, mask_id=m)
-    nll = -torch.log_softmax(llada._exclude_mask(logits, m), -1).gather(-1, x0[..., None])[..., 0]
+    want = masked.llada_pretrain_loss(logits, x0, noisy, msk, p, mask_id=m)
+    nll = -torch.log_softmax(masked.exclude_mask(logits, m), -1).gather(-1, x0[..., None])[..., 0]
     nll_raw = -torch.log_softmax(logits, -1).gather(-1, x0[..., None])[..., 0]
     w = 1 / p[:, None]
     mistakes = {
@@ -426,7 +426,7 @@ def check_low_confidence_step(fn: Callable) -> bool:
         score = torch.where(eligible, conf, torch.full_like(conf, float("-inf")))
         return torch.where(llada._top_k_mask(score, eligible, k), proposal, x)
 
-    ex = llada._exclude_mask(logits, m)
+    ex = masked.exclude_mask(logits, m)
     want = step(ex, is_mask)
     if torch.equal(got, want):
         print(f"Exercise {number} passed: commit the k most confident masked positions (argmax token, [MASK] "

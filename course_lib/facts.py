@@ -27,8 +27,11 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from . import language
+from . import llada
+from .tokenizer import Tokenizer
 
 MOTHER = ["is", "the", "mother", "of"]
 CHILD = ["is", "the", "child", "of"]
@@ -165,7 +168,6 @@ def reversal_world() -> FactWorld:
 
 def world_tokenizer(world: FactWorld):
     """The word tokenizer of a world: [PAD], [MASK], [EOS], the template words, then the names."""
-    from .tokenizer import Tokenizer
     return Tokenizer(world.vocabulary)
 
 
@@ -179,8 +181,6 @@ def ask(model, world: FactWorld, kind: str, seq_len: int = 8) -> list[str]:
       token per step) fills the canvas ``prompt + [MASK] * (seq_len - len(prompt))``; the answer is the first
       generated token. A left-masked query is the training canvas with its first word masked: one forward
       pass, the most likely word at that position ([MASK] excluded)."""
-    import torch
-    from . import llada
     if kind not in world.queries:
         raise ValueError(f"unknown query kind {kind!r}; known: {sorted(world.queries)}")
     tok = world_tokenizer(world)

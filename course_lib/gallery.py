@@ -384,7 +384,7 @@ def _nelbo_build(x: dict):
 # ----------------------------------------------------------------------------------- chapter 3 (LLaDA)
 def _masking_inputs() -> dict:
     import torch
-    from . import language, llada, textlm, tokenizer
+    from . import language, masked, textlm, tokenizer
     tok = tokenizer.Tokenizer.for_language(language.default_grammar())
     mdlm = textlm.load_text_model("lm_mdlm")
     sentence = language.read_split("test")[3]
@@ -399,7 +399,7 @@ def _masking_inputs() -> dict:
         for t in ts:
             mm = rank < int(round(t * 41))
             xt = torch.where(mm[None], torch.full_like(ids0, tok.mask_id), ids0)
-            pr = torch.softmax(llada._exclude_mask(mdlm(xt), tok.mask_id).double(), -1)[0]
+            pr = torch.softmax(masked.exclude_mask(mdlm(xt), tok.mask_id).double(), -1)[0]
             p3, i3 = pr.topk(3, -1)
             masks.append(mm[:n_words].numpy())
             words.append([[tok.itos[j] for j in i3[k].tolist()] if mm[k] else [""] * 3 for k in range(n_words)])

@@ -1,4 +1,4 @@
-"""LLaDA: pretraining and SFT losses, semi-autoregressive sampling with remasking, likelihood estimates.
+"""LLaDA: semi-autoregressive sampling with remasking, likelihood estimates.
 
 Introduced in chapter 3. Follows Nie et al. (2025), "Large Language Diffusion Models" (LLaDA,
 arXiv 2502.09992) and its official code (github.com/ML-GSAI/LLaDA): ``GUIDELINES.md`` for the two
@@ -19,7 +19,8 @@ Conventions, as in :mod:`course_lib.masked`:
   exact expectation (paper eq. 6) is a lower bound (ELBO) on the model's log-likelihood, tight for
   the exact denoiser of a toy distribution.
 
-Read top to bottom: 1. losses -> 2. sampling -> 3. likelihood and multiple-choice scoring.
+LLaDA's training objectives (pretraining and SFT losses) are masked-diffusion losses; they live with MDLM's
+in :mod:`course_lib.masked`. Read top to bottom: 1. sampling -> 2. likelihood and multiple-choice scoring.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .masked import _check_tokens, _patterns, confidence_rank, llada_forward_process, log_odds
+from .checks import check_eps, check_int, check_scale, check_tokens
+from .masked import check_logits, check_mask_id, confidence_rank, exclude_mask, log_odds, masking_patterns
 from .tokenizer import Tokenizer
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
@@ -39,201 +41,7 @@ REMASKING = ("low_confidence", "random")
 _NEG_INF = float("-inf")
 
 
-# --------------------------------------------------------------------------- validation helpers
-def _check_int(value, name: str, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
-def _check_mask_id(mask_id) -> int:
-    return _check_int(mask_id, "mask_id", lo=0)
-
-
-def _check_eps(eps) -> float:
-    if not (isinstance(eps, (int, float)) and 0.0 <= eps < 1.0):
-        raise ValueError(f"eps must lie in [0, 1), got {eps!r}")
-    return float(eps)
-
-
-def _check_scale(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _check_logits(logits, batch: int, length: int, mask_id: int, x: torch.Tensor) -> torch.Tensor:
-    """A model's output must be (batch, length, V) with the mask id and every input id inside 0..V-1."""
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or tuple(logits.shape[:2]) != (batch, length):
-        raise ValueError(f"the model must return logits of shape (B, L, V) = ({batch}, {length}, V), "
-                         f"got {tuple(getattr(logits, 'shape', ()))}")
-    V = logits.shape[-1]
-    if mask_id >= V:
-        raise ValueError(f"mask_id {mask_id} is outside the vocabulary of size {V}")
-    if x.numel() and int(x.max()) >= V:
-        raise ValueError(f"the input holds token ids >= V = {V} (outside the model's vocabulary)")
-    return logits
-
-
-def _exclude_mask(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """The same logits with the [MASK] column set to -inf (a new tensor; the model's output is untouched)."""
-    is_mask = torch.arange(logits.shape[-1], device=logits.device) == mask_id
-    return torch.where(is_mask, torch.full((), _NEG_INF, dtype=logits.dtype, device=logits.device), logits)
-
-
-# =========================================================================== 1. losses
-def _check_corruption(x0, noisy, masked, p_mask, mask_id) -> torch.Tensor:
-    """Shared checks of (x0, noisy, masked, p_mask); returns p_mask as a (B,) tensor."""
-    _check_mask_id(mask_id)
-    _check_tokens(x0, "x0")
-    _check_tokens(noisy, "noisy")
-    if x0.numel() == 0:
-        raise ValueError("x0 is empty")
-    if noisy.shape != x0.shape or not isinstance(masked, torch.Tensor) or masked.shape != x0.shape \
-            or masked.dtype != torch.bool:
-        raise ValueError("x0, noisy and masked (bool) must share the shape (B, L)")
-    if bool((x0 == mask_id).any()):
-        raise ValueError(f"x0 contains the mask id {mask_id}; training data must be clean text")
-    if not bool((masked == (noisy == mask_id)).all()):
-        raise ValueError("masked must be exactly the positions where noisy == mask_id")
-    if not bool((noisy[~masked] == x0[~masked]).all()):
-        raise ValueError("noisy must equal x0 at every unmasked position")
-    if not isinstance(p_mask, torch.Tensor) or p_mask.shape != (x0.shape[0],) or not p_mask.is_floating_point():
-        raise ValueError(f"p_mask must be a float tensor of shape (B,) = ({x0.shape[0]},), "
-                         f"got {tuple(getattr(p_mask, 'shape', ()))}")
-    if not bool(torch.isfinite(p_mask).all()) or bool((p_mask <= 0).any()) or bool((p_mask > 1).any()):
-        raise ValueError("p_mask (the masking probability) must lie in (0, 1]")
-    return p_mask
-
-
-def masked_token_nll(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor,
-                     mask_id: int = MASK_ID) -> torch.Tensor:
-    """-log p_theta(x0^i | noisy) at every masked position i, 0 elsewhere: shape (B, L).
-
-    Introduced in chapter 3, section 1. The [MASK] logit is excluded before the log-softmax. ``logits``
-    is a (B, L, V) tensor or a model, which is then called on ``noisy``. Keeps the logits' dtype (and
-    their gradient), so a training loop can call it."""
-    if callable(logits):
-        logits = logits(noisy)
-    _check_logits(logits, *x0.shape, mask_id, torch.cat([x0, noisy]))
-    logp = torch.log_softmax(_exclude_mask(logits, mask_id), dim=-1)
-    nll = -logp.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-    return torch.where(masked, nll, torch.zeros_like(nll))
-
-
-def pretrain_loss(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor,
-                  *, mask_id: int = MASK_ID) -> torch.Tensor:
-    """LLaDA's pretraining loss (``GUIDELINES.md``; the paper's objective L(theta)), a scalar.
-    Introduced in chapter 3, section 1:
-
-        loss = sum_{b, i: masked} CE(logits[b, i], x0[b, i]) / p_mask[b]  /  (B * L)
-
-    Normalised by *all* B*L positions, not by the number of masked ones. With p_mask = t this is a
-    Monte-Carlo estimate of  E_t[ (1/t) sum_i 1[x_t^i = M] (-log p_theta(x0^i | x_t)) ] / L, an upper bound
-    on the negative log-likelihood per token. ``(noisy, masked, p_mask)`` come from
-    :func:`course_lib.masked.llada_forward_process`; ``logits`` is a (B, L, V) tensor or the model."""
-    p_mask = _check_corruption(x0, noisy, masked, p_mask, mask_id)
-    nll = masked_token_nll(logits, x0, noisy, masked, mask_id)
-    token_loss = torch.where(masked, nll / p_mask.to(nll)[:, None], torch.zeros_like(nll))
-    return token_loss.sum() / x0.numel()
-
-
-class LLaDALoss(NamedTuple):
-    """A training loss with the corruption it was computed on (for plots and checks)."""
-    loss: torch.Tensor       # scalar, differentiable
-    noisy: torch.Tensor      # (B, L) the corrupted input the model saw
-    masked: torch.Tensor     # (B, L) bool
-    p_mask: torch.Tensor     # (B,) masking probability of each row
-    answer_lengths: torch.Tensor | None = None   # (B,) SFT only: tokens after the prompt, EOS padding included
-
-
-def pretrain_step_loss(model: LogitsFn, x0: torch.Tensor, mask_id: int = MASK_ID, generator=None,
-                       eps: float = 1e-3) -> LLaDALoss:
-    """One pretraining loss: corrupt ``x0`` with LLaDA's forward process, call the model, apply
-    :func:`pretrain_loss`. Introduced in chapter 3, section 1.
-
-    LLaDA also truncates 1% of batches to a random length U{1..4096}; that belongs to the data loader."""
-    noisy, masked, p_mask = llada_forward_process(x0, _check_mask_id(mask_id), generator, _check_eps(eps))
-    return LLaDALoss(pretrain_loss(model(noisy), x0, noisy, masked, p_mask, mask_id=mask_id), noisy, masked, p_mask)
-
-
-def _check_prompt_lengths(prompt_lengths, x0: torch.Tensor) -> torch.Tensor:
-    pl = torch.as_tensor(prompt_lengths)
-    if pl.ndim == 0:
-        pl = pl.expand(x0.shape[0])
-    if pl.shape != (x0.shape[0],) or pl.is_floating_point() or pl.dtype == torch.bool:
-        raise ValueError(f"prompt_lengths must be integers of shape (B,) = ({x0.shape[0]},), got {prompt_lengths!r}")
-    if bool((pl < 0).any()) or bool((pl >= x0.shape[1]).any()):
-        raise ValueError(f"every prompt length must lie in [0, L - 1] = [0, {x0.shape[1] - 1}] "
-                         "(an answer needs at least one token)")
-    return pl.long().to(x0.device)
-
-
-def prompt_positions(prompt_lengths: torch.Tensor, L: int) -> torch.Tensor:
-    """(B, L) bool, True at the first ``prompt_lengths[b]`` positions of row b."""
-    return torch.arange(L, device=prompt_lengths.device)[None] < prompt_lengths[:, None]
-
-
-def sft_forward_process(x0: torch.Tensor, prompt_lengths, mask_id: int = MASK_ID, generator=None,
-                        eps: float = 1e-3):
-    """LLaDA's SFT corruption: the pretraining forward process, then every prompt position is restored
-    (``noisy[prompt_mask] = input_ids[prompt_mask]``), so the prompt is never masked.
-    Returns ``(noisy, masked, p_mask)``. Introduced in chapter 3, section 2."""
-    _check_tokens(x0, "x0")
-    pl = _check_prompt_lengths(prompt_lengths, x0)
-    noisy, masked, p_mask = llada_forward_process(x0, _check_mask_id(mask_id), generator, _check_eps(eps))
-    prompt = prompt_positions(pl, x0.shape[1])
-    return torch.where(prompt, x0, noisy), masked & ~prompt, p_mask
-
-
-def sft_loss(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor,
-             prompt_lengths, *, mask_id: int = MASK_ID) -> torch.Tensor:
-    """LLaDA's SFT loss (``GUIDELINES.md``; the paper's SFT objective), a scalar.
-    Introduced in chapter 3, section 2:
-
-        loss = (1/B) sum_b  sum_{i masked in row b} CE(logits[b, i], x0[b, i]) / p_mask[b] / answer_length[b]
-
-    ``answer_length[b] = L - prompt_lengths[b]`` counts every token after the prompt, **including the
-    EOS tokens that pad short answers** (LLaDA treats EOS as a normal token, so the model learns to
-    end its answer). Each row is normalised by its own answer length, then rows are averaged.
-    ``logits`` is a (B, L, V) tensor or the model; the corruption comes from :func:`sft_forward_process`."""
-    p_mask = _check_corruption(x0, noisy, masked, p_mask, mask_id)
-    pl = _check_prompt_lengths(prompt_lengths, x0)
-    if bool((masked & prompt_positions(pl, x0.shape[1])).any()):
-        raise ValueError("a prompt position is masked; in SFT the prompt is never masked (use sft_forward_process)")
-    nll = masked_token_nll(logits, x0, noisy, masked, mask_id)
-    answer_lengths = (x0.shape[1] - pl).to(nll)
-    token_loss = torch.where(masked, nll / (p_mask.to(nll) * answer_lengths)[:, None], torch.zeros_like(nll))
-    return token_loss.sum() / x0.shape[0]
-
-
-def sft_step_loss(model: LogitsFn, x0: torch.Tensor, prompt_lengths, mask_id: int = MASK_ID, generator=None,
-                  eps: float = 1e-3) -> LLaDALoss:
-    """One SFT loss: :func:`sft_forward_process`, the model, :func:`sft_loss`. Introduced in chapter 3, section 2."""
-    noisy, masked, p_mask = sft_forward_process(x0, prompt_lengths, mask_id, generator, eps)
-    pl = _check_prompt_lengths(prompt_lengths, x0)
-    loss = sft_loss(model(noisy), x0, noisy, masked, p_mask, pl, mask_id=mask_id)
-    return LLaDALoss(loss, noisy, masked, p_mask, x0.shape[1] - pl)
-
-
-def pad_sft_batch(prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], eos_id: int = EOS_ID,
-                  length: int | None = None):
-    """Build an SFT batch ``[prompt | answer | EOS ... EOS]`` (paper section 2.3: "|EOS| tokens appended to
-    the end of short pairs ... to ensure equal lengths"). Introduced in chapter 3, section 2.
-
-    Every row gets at least one EOS, so the model always sees where an answer ends. ``length`` defaults
-    to the longest prompt + answer + 1. Returns ``(x0, prompt_lengths)``: (B, length) and (B,) long."""
-    if len(prompts) != len(answers) or len(prompts) == 0:
-        raise ValueError("prompts and answers must be non-empty lists of the same length")
-    need = max(len(p) + len(a) for p, a in zip(prompts, answers)) + 1
-    length = need if length is None else _check_int(length, "length")
-    if length < need:
-        raise ValueError(f"length {length} is too short: the longest pair needs {need} (with one EOS)")
-    rows = [list(p) + list(a) + [eos_id] * (length - len(p) - len(a)) for p, a in zip(prompts, answers)]
-    return torch.tensor(rows, dtype=torch.long), torch.tensor([len(p) for p in prompts], dtype=torch.long)
-
-
-# =========================================================================== 2. sampling
+# =========================================================================== 1. sampling
 def num_transfer_tokens(mask_count, steps: int) -> torch.Tensor:
     """How many tokens to commit at each of ``steps`` steps: (B, steps) long. Introduced in chapter 3, section 3.
 
@@ -241,7 +49,7 @@ def num_transfer_tokens(mask_count, steps: int) -> torch.Tensor:
     ``n // steps`` and the first ``n % steps`` steps one more. LLaDA's schedule is linear (alpha_t = 1 - t),
     so the expected number unmasked per step is constant. ``mask_count`` is a (B,) integer tensor of
     counts (or a bare integer), or a (B, L) bool mask whose rows are counted."""
-    steps = _check_int(steps, "steps")
+    steps = check_int(steps, "steps")
     if isinstance(mask_count, torch.Tensor) and mask_count.dtype == torch.bool:
         if mask_count.ndim != 2:
             raise ValueError(f"a boolean mask must have shape (B, L), got {tuple(mask_count.shape)}")
@@ -264,7 +72,7 @@ def gumbel_max(logits: torch.Tensor, temperature: float, generator=None) -> torc
     ``l - tau log(-log u) = tau (l / tau + G)`` with G = -log(-log u) ~ Gumbel(0, 1), has the same argmax and
     cannot overflow. float64 because low-precision Gumbel noise lowers generation quality (the
     official docstring, citing arXiv 2409.02908). ``temperature == 0`` is greedy (no random draw)."""
-    temperature = _check_scale(temperature, "temperature")
+    temperature = check_scale(temperature, "temperature")
     logits = logits.double()
     if temperature == 0:
         return logits.argmax(-1)
@@ -281,17 +89,17 @@ def guided_logits(model: LogitsFn, x: torch.Tensor, prompt_index: torch.Tensor, 
     one batch, and  logits = un + (w + 1) (cond - un), i.e. p ~ p(.|prompt)^(1+w) / p(.|no prompt)^w
     (SMDM; in the LLaDA paper p ~ p(r0|p0,rt)^(1+w) / p(r0|m,rt)^w). Entries where that is undefined
     (-inf - -inf) become -inf."""
-    cfg_scale = _check_scale(cfg_scale, "cfg_scale")
+    cfg_scale = check_scale(cfg_scale, "cfg_scale")
     B, L = x.shape
     if cfg_scale > 0:
         un_x = torch.where(prompt_index[None], torch.full_like(x, mask_id), x)
-        both = _check_logits(model(torch.cat([x, un_x])), 2 * B, L, mask_id, x).double()
+        both = check_logits(model(torch.cat([x, un_x])), 2 * B, L, mask_id, x).double()
         cond, un = both[:B], both[B:]
         logits = un + (cfg_scale + 1) * (cond - un)
         logits = torch.where(torch.isnan(logits), torch.full((), _NEG_INF, dtype=logits.dtype), logits)
     else:
-        logits = _check_logits(model(x), B, L, mask_id, x).double()
-    return _exclude_mask(logits, mask_id)
+        logits = check_logits(model(x), B, L, mask_id, x).double()
+    return exclude_mask(logits, mask_id)
 
 
 def _top_k_mask(score: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor, generator=None,
@@ -324,21 +132,21 @@ class LLaDAStep(NamedTuple):
 def _check_generate_args(model, prompt, steps, gen_length, block_length, temperature, cfg_scale, remasking, mask_id):
     if not callable(model):
         raise ValueError("model must be a callable mapping ids (B, L) to logits (B, L, V)")
-    _check_tokens(prompt, "prompt")
+    check_tokens(prompt, "prompt")
     if prompt.shape[0] < 1:
         raise ValueError("prompt must hold at least one row")
-    mask_id = _check_mask_id(mask_id)
+    mask_id = check_mask_id(mask_id)
     if bool((prompt == mask_id).any()):
         raise ValueError(f"the prompt contains the mask id {mask_id}")
-    steps, gen_length = _check_int(steps, "steps"), _check_int(gen_length, "gen_length")
-    block_length = _check_int(block_length, "block_length")
+    steps, gen_length = check_int(steps, "steps"), check_int(gen_length, "gen_length")
+    block_length = check_int(block_length, "block_length")
     if gen_length % block_length:
         raise ValueError(f"gen_length ({gen_length}) must be a multiple of block_length ({block_length})")
     num_blocks = gen_length // block_length
     if steps % num_blocks:
         raise ValueError(f"steps ({steps}) must be a multiple of the number of blocks ({num_blocks})")
-    _check_scale(temperature, "temperature")
-    _check_scale(cfg_scale, "cfg_scale")
+    check_scale(temperature, "temperature")
+    check_scale(cfg_scale, "cfg_scale")
     if remasking not in REMASKING:
         raise ValueError(f"unknown remasking {remasking!r}; use one of {REMASKING}")
     context = getattr(getattr(model, "config", None), "seq_len", None)     # a course Transformer knows its context
@@ -460,7 +268,7 @@ def generate(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_length:
     return x, rec
 
 
-# =========================================================================== 3. likelihood
+# =========================================================================== 2. likelihood
 class ELBOEstimate(NamedTuple):
     """A Monte-Carlo estimate of log p(answer | prompt) in nats (minus LLaDA's loss)."""
     elbo: float                  # the mean of ``samples``
@@ -487,7 +295,7 @@ def _pair(prompt, answer, mask_id):
     """The clean sequence [prompt | answer] (1-D), P and A; neither part may contain [MASK]."""
     p, a = _as_row(prompt, "prompt", True), _as_row(answer, "answer", False)
     seq = torch.cat([p, a.to(p.device)])
-    if bool((seq == _check_mask_id(mask_id)).any()):
+    if bool((seq == check_mask_id(mask_id)).any()):
         raise ValueError(f"prompt and answer must be clean text; they contain the mask id {mask_id}")
     return seq, p.numel(), a.numel()
 
@@ -506,7 +314,7 @@ def _answer_log_probs(model, seq, masks, P, mask_id, cfg_scale):
 
 
 def _check_mc(mc, batch_size):
-    mc, batch_size = _check_int(mc, "mc"), _check_int(batch_size, "batch_size")
+    mc, batch_size = check_int(mc, "mc"), check_int(batch_size, "batch_size")
     if mc % batch_size:
         raise ValueError(f"mc ({mc}) must be a multiple of batch_size ({batch_size})")
     return mc // batch_size, batch_size
@@ -533,7 +341,7 @@ def stratified_mask_counts(L: int, b: int, generator=None) -> torch.Tensor:
     even, which makes n_i always even for the copies i where i L / b is a half-integer. So the counts are
     exactly uniform on 1..L only when no such tie occurs (b odd, or b = L); otherwise the estimator has a
     small bias, which the official code shares (see :func:`stratified_count_probs`)."""
-    L, b = _check_int(L, "L"), _check_int(b, "b")
+    L, b = check_int(L, "L"), check_int(b, "b")
     k = int(torch.randint(1, L + 1, (), generator=generator))
     return _stratified_counts(k, L, b)
 
@@ -543,7 +351,7 @@ def stratified_count_probs(L: int, b: int) -> torch.Tensor:
 
     Introduced in chapter 3, section 5. Uniform 1/L (paper eq. 6) unless rounding ties occur: e.g.
     L = 4, b = 16 gives (3, 5, 3, 5) / 16 for n = 1..4."""
-    L, b = _check_int(L, "L"), _check_int(b, "b")
+    L, b = check_int(L, "L"), check_int(b, "b")
     counts = torch.cat([_stratified_counts(k, L, b) for k in range(1, L + 1)])
     return torch.bincount(counts, minlength=L + 1).double() / (L * b)
 
@@ -590,7 +398,7 @@ def elbo_t_based(model: LogitsFn, prompt, answer, mc: int = 128, batch_size: int
     weight 1/t); eps > 0 makes it finite at the price of a small bias. LLaDA's :func:`elbo_llada` has
     neither problem, hence its eq. 6."""
     seq, P, A = _pair(prompt, answer, mask_id)
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     n_batches, b = _check_mc(mc, batch_size)
     batches = []
     for _ in range(n_batches):
@@ -609,9 +417,9 @@ def _all_masks_log_probs(model, prompt, answer, mask_id, cfg_scale, batch_size):
     seq, P, A = _pair(prompt, answer, mask_id)
     if A > _MAX_EXACT:
         raise ValueError(f"exact enumeration is for short answers (at most {_MAX_EXACT} tokens), got {A}")
-    pats = _patterns(A)[1:]
+    pats = masking_patterns(A)[1:]
     sums = torch.cat([_answer_log_probs(model, seq, chunk, P, mask_id, cfg_scale).sum(1)
-                      for chunk in pats.split(_check_int(batch_size, "batch_size"))])
+                      for chunk in pats.split(check_int(batch_size, "batch_size"))])
     return pats, sums
 
 
@@ -621,7 +429,7 @@ def t_based_mask_weights(A: int, eps: float = 0.0) -> torch.Tensor:
     Introduced in chapter 3, section 5: the total weight the t-based estimator gives one particular set of k
     masked answer tokens, (1/(1-eps)) int_eps^1 t^(k-1) (1-t)^(A-k) dt, by Gauss-Legendre quadrature (exact for
     these polynomials). At eps = 0 it is the Beta function B(k, A-k+1) = 1 / (k C(A, k)). c_0 = 0."""
-    A, eps = _check_int(A, "A"), _check_eps(eps)
+    A, eps = check_int(A, "A"), check_eps(eps)
     nodes, w = np.polynomial.legendre.leggauss(A + 1)
     t = torch.as_tensor(eps + (1 - eps) * (nodes + 1) / 2, dtype=torch.float64)
     w = torch.as_tensor(w / 2, dtype=torch.float64)                   # (1 - eps) dt cancels the 1/(1 - eps)

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
 
+from . import checkpoints
+from .checks import check_eps, check_int, check_tokens
 from .ddpm import final  # noqa: F401  (re-exported: run a sampler, return its last x)
+from .nn import Transformer, TransformerConfig
+from .training import training_loop
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -132,12 +136,28 @@ def sample_times(batch: int, generator=None, antithetic: bool = True, eps: float
 
 
 # --------------------------------------------------------------------------- forward process
-def _check_tokens(x: torch.Tensor, name: str) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.dtype != torch.long:
-        raise ValueError(f"{name} must be a (B, L) long tensor, got "
-                         f"{getattr(x, 'dtype', type(x).__name__)} of shape {tuple(getattr(x, 'shape', ()))}")
-    if x.numel() and int(x.min()) < 0:
-        raise ValueError(f"{name} holds negative token ids")
+def check_mask_id(mask_id) -> int:
+    return check_int(mask_id, "mask_id", lo=0)
+
+
+def check_logits(logits, batch: int, length: int, mask_id: int, x: torch.Tensor) -> torch.Tensor:
+    """A model's output must be (batch, length, V) with the mask id and every input id inside 0..V-1."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or tuple(logits.shape[:2]) != (batch, length):
+        raise ValueError(f"the model must return logits of shape (B, L, V) = ({batch}, {length}, V), "
+                         f"got {tuple(getattr(logits, 'shape', ()))}")
+    V = logits.shape[-1]
+    if mask_id >= V:
+        raise ValueError(f"mask_id {mask_id} is outside the vocabulary of size {V}")
+    if x.numel() and int(x.max()) >= V:
+        raise ValueError(f"the input holds token ids >= V = {V} (outside the model's vocabulary)")
+    return logits
+
+
+def exclude_mask(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """The same logits with the [MASK] column set to -inf (a new tensor; the model's output is untouched): clean
+    text never contains [MASK], so it is never a prediction (MDLM's "zero masking probability")."""
+    is_mask = torch.arange(logits.shape[-1], device=logits.device) == mask_id
+    return torch.where(is_mask, torch.full((), float("-inf"), dtype=logits.dtype, device=logits.device), logits)
 
 
 def _batch_times(t, batch: int) -> torch.Tensor:
@@ -155,7 +175,7 @@ def forward_mask(x0: torch.Tensor, t, schedule, mask_id: int, generator=None):
 
     Introduced in chapter 2, section 5 (MDLM: q(z_t | x) = Cat(z_t; alpha_t x + (1 - alpha_t) m)).
     ``t`` is a scalar or shape (B,). Returns ``(x_t, masked)`` with ``masked`` a (B, L) bool tensor."""
-    _check_tokens(x0, "x0")
+    check_tokens(x0, "x0")
     if bool((x0 == mask_id).any()):
         raise ValueError(f"x0 already contains the mask id {mask_id}")
     schedule = get_schedule(schedule)
@@ -172,7 +192,7 @@ def llada_forward_process(x0: torch.Tensor, mask_id: int, generator=None, eps: f
 
     LLaDA's loss, CE(masked) / p_mask summed and divided by B*L, equals :func:`mdlm_loss` with the
     linear schedule evaluated at t = p_mask (w = 1/p_mask) and no padding."""
-    _check_tokens(x0, "x0")
+    check_tokens(x0, "x0")
     p_mask = sample_times(x0.shape[0], generator, antithetic=False, eps=eps)
     x_t, masked = forward_mask(x0, p_mask, LinearSchedule(), mask_id, generator)
     return x_t, masked, p_mask
@@ -185,7 +205,7 @@ def subs_log_probs(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int) -> tor
     1. zero masking probability: the [MASK] logit is set to -inf before the log-softmax;
     2. carry-over unmasking: where z_t^l != [MASK], the distribution is a point mass on z_t^l.
     Returns log-probabilities of shape (B, L, V)."""
-    _check_tokens(x_t, "x_t")
+    check_tokens(x_t, "x_t")
     if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or logits.shape[:2] != x_t.shape:
         raise ValueError(f"logits must have shape (B, L, V) = {tuple(x_t.shape)} + (V,), "
                          f"got {tuple(getattr(logits, 'shape', ()))}")
@@ -220,7 +240,7 @@ def mdlm_loss(logits, x0: torch.Tensor, x_t: torch.Tensor, masked: torch.Tensor,
     non-pad token positions, not by the number of masked ones. ``nelbo`` is the per-sequence sum (nats);
     bits per token = nelbo.sum() / (tokens.sum() * ln 2)."""
     schedule = get_schedule(schedule)
-    _check_tokens(x0, "x0")
+    check_tokens(x0, "x0")
     if x_t.shape != x0.shape or masked.shape != x0.shape or masked.dtype != torch.bool:
         raise ValueError("x0, x_t and masked (bool) must share the shape (B, L)")
     if not bool((masked == (x_t == mask_id)).all()):
@@ -243,6 +263,158 @@ def mdlm_loss(logits, x0: torch.Tensor, x_t: torch.Tensor, masked: torch.Tensor,
     if int(tokens.sum()) == 0:
         raise ValueError("every position is padding")
     return MDLMLoss(token_loss.sum() / tokens.sum(), token_loss.sum(1), tokens)
+
+
+# --------------------------------------------------------------------------- LLaDA's objectives (chapter 3)
+def _check_corruption(x0, noisy, masked, p_mask, mask_id) -> torch.Tensor:
+    """Shared checks of (x0, noisy, masked, p_mask); returns p_mask as a (B,) tensor."""
+    check_mask_id(mask_id)
+    check_tokens(x0, "x0")
+    check_tokens(noisy, "noisy")
+    if x0.numel() == 0:
+        raise ValueError("x0 is empty")
+    if noisy.shape != x0.shape or not isinstance(masked, torch.Tensor) or masked.shape != x0.shape \
+            or masked.dtype != torch.bool:
+        raise ValueError("x0, noisy and masked (bool) must share the shape (B, L)")
+    if bool((x0 == mask_id).any()):
+        raise ValueError(f"x0 contains the mask id {mask_id}; training data must be clean text")
+    if not bool((masked == (noisy == mask_id)).all()):
+        raise ValueError("masked must be exactly the positions where noisy == mask_id")
+    if not bool((noisy[~masked] == x0[~masked]).all()):
+        raise ValueError("noisy must equal x0 at every unmasked position")
+    if not isinstance(p_mask, torch.Tensor) or p_mask.shape != (x0.shape[0],) or not p_mask.is_floating_point():
+        raise ValueError(f"p_mask must be a float tensor of shape (B,) = ({x0.shape[0]},), "
+                         f"got {tuple(getattr(p_mask, 'shape', ()))}")
+    if not bool(torch.isfinite(p_mask).all()) or bool((p_mask <= 0).any()) or bool((p_mask > 1).any()):
+        raise ValueError("p_mask (the masking probability) must lie in (0, 1]")
+    return p_mask
+
+
+def masked_token_nll(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor,
+                     mask_id: int = 1) -> torch.Tensor:
+    """-log p_theta(x0^i | noisy) at every masked position i, 0 elsewhere: shape (B, L).
+
+    Introduced in chapter 3, section 1. The [MASK] logit is excluded before the log-softmax. ``logits``
+    is a (B, L, V) tensor or a model, which is then called on ``noisy``. Keeps the logits' dtype (and
+    their gradient), so a training loop can call it."""
+    if callable(logits):
+        logits = logits(noisy)
+    check_logits(logits, *x0.shape, mask_id, torch.cat([x0, noisy]))
+    logp = torch.log_softmax(exclude_mask(logits, mask_id), dim=-1)
+    nll = -logp.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+    return torch.where(masked, nll, torch.zeros_like(nll))
+
+
+def llada_pretrain_loss(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor,
+                  *, mask_id: int = 1) -> torch.Tensor:
+    """LLaDA's pretraining loss (``GUIDELINES.md``; the paper's objective L(theta)), a scalar.
+    Introduced in chapter 3, section 1:
+
+        loss = sum_{b, i: masked} CE(logits[b, i], x0[b, i]) / p_mask[b]  /  (B * L)
+
+    Normalised by *all* B*L positions, not by the number of masked ones. With p_mask = t this is a
+    Monte-Carlo estimate of  E_t[ (1/t) sum_i 1[x_t^i = M] (-log p_theta(x0^i | x_t)) ] / L, an upper bound
+    on the negative log-likelihood per token. ``(noisy, masked, p_mask)`` come from
+    :func:`llada_forward_process`; ``logits`` is a (B, L, V) tensor or the model."""
+    p_mask = _check_corruption(x0, noisy, masked, p_mask, mask_id)
+    nll = masked_token_nll(logits, x0, noisy, masked, mask_id)
+    token_loss = torch.where(masked, nll / p_mask.to(nll)[:, None], torch.zeros_like(nll))
+    return token_loss.sum() / x0.numel()
+
+
+class LLaDALoss(NamedTuple):
+    """A training loss with the corruption it was computed on (for plots and checks)."""
+    loss: torch.Tensor       # scalar, differentiable
+    noisy: torch.Tensor      # (B, L) the corrupted input the model saw
+    masked: torch.Tensor     # (B, L) bool
+    p_mask: torch.Tensor     # (B,) masking probability of each row
+    answer_lengths: torch.Tensor | None = None   # (B,) SFT only: tokens after the prompt, EOS padding included
+
+
+def llada_pretrain_step_loss(model: LogitsFn, x0: torch.Tensor, mask_id: int = 1, generator=None,
+                       eps: float = 1e-3) -> LLaDALoss:
+    """One pretraining loss: corrupt ``x0`` with LLaDA's forward process, call the model, apply
+    :func:`llada_pretrain_loss`. Introduced in chapter 3, section 1.
+
+    LLaDA also truncates 1% of batches to a random length U{1..4096}; that belongs to the data loader."""
+    noisy, masked, p_mask = llada_forward_process(x0, check_mask_id(mask_id), generator, check_eps(eps))
+    return LLaDALoss(llada_pretrain_loss(model(noisy), x0, noisy, masked, p_mask, mask_id=mask_id), noisy, masked, p_mask)
+
+
+def _check_prompt_lengths(prompt_lengths, x0: torch.Tensor) -> torch.Tensor:
+    pl = torch.as_tensor(prompt_lengths)
+    if pl.ndim == 0:
+        pl = pl.expand(x0.shape[0])
+    if pl.shape != (x0.shape[0],) or pl.is_floating_point() or pl.dtype == torch.bool:
+        raise ValueError(f"prompt_lengths must be integers of shape (B,) = ({x0.shape[0]},), got {prompt_lengths!r}")
+    if bool((pl < 0).any()) or bool((pl >= x0.shape[1]).any()):
+        raise ValueError(f"every prompt length must lie in [0, L - 1] = [0, {x0.shape[1] - 1}] "
+                         "(an answer needs at least one token)")
+    return pl.long().to(x0.device)
+
+
+def prompt_positions(prompt_lengths: torch.Tensor, L: int) -> torch.Tensor:
+    """(B, L) bool, True at the first ``prompt_lengths[b]`` positions of row b."""
+    return torch.arange(L, device=prompt_lengths.device)[None] < prompt_lengths[:, None]
+
+
+def sft_forward_process(x0: torch.Tensor, prompt_lengths, mask_id: int = 1, generator=None,
+                        eps: float = 1e-3):
+    """LLaDA's SFT corruption: the pretraining forward process, then every prompt position is restored
+    (``noisy[prompt_mask] = input_ids[prompt_mask]``), so the prompt is never masked.
+    Returns ``(noisy, masked, p_mask)``. Introduced in chapter 3, section 2."""
+    check_tokens(x0, "x0")
+    pl = _check_prompt_lengths(prompt_lengths, x0)
+    noisy, masked, p_mask = llada_forward_process(x0, check_mask_id(mask_id), generator, check_eps(eps))
+    prompt = prompt_positions(pl, x0.shape[1])
+    return torch.where(prompt, x0, noisy), masked & ~prompt, p_mask
+
+
+def sft_loss(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor,
+             prompt_lengths, *, mask_id: int = 1) -> torch.Tensor:
+    """LLaDA's SFT loss (``GUIDELINES.md``; the paper's SFT objective), a scalar.
+    Introduced in chapter 3, section 2:
+
+        loss = (1/B) sum_b  sum_{i masked in row b} CE(logits[b, i], x0[b, i]) / p_mask[b] / answer_length[b]
+
+    ``answer_length[b] = L - prompt_lengths[b]`` counts every token after the prompt, **including the
+    EOS tokens that pad short answers** (LLaDA treats EOS as a normal token, so the model learns to
+    end its answer). Each row is normalised by its own answer length, then rows are averaged.
+    ``logits`` is a (B, L, V) tensor or the model; the corruption comes from :func:`sft_forward_process`."""
+    p_mask = _check_corruption(x0, noisy, masked, p_mask, mask_id)
+    pl = _check_prompt_lengths(prompt_lengths, x0)
+    if bool((masked & prompt_positions(pl, x0.shape[1])).any()):
+        raise ValueError("a prompt position is masked; in SFT the prompt is never masked (use sft_forward_process)")
+    nll = masked_token_nll(logits, x0, noisy, masked, mask_id)
+    answer_lengths = (x0.shape[1] - pl).to(nll)
+    token_loss = torch.where(masked, nll / (p_mask.to(nll) * answer_lengths)[:, None], torch.zeros_like(nll))
+    return token_loss.sum() / x0.shape[0]
+
+
+def sft_step_loss(model: LogitsFn, x0: torch.Tensor, prompt_lengths, mask_id: int = 1, generator=None,
+                  eps: float = 1e-3) -> LLaDALoss:
+    """One SFT loss: :func:`sft_forward_process`, the model, :func:`sft_loss`. Introduced in chapter 3, section 2."""
+    noisy, masked, p_mask = sft_forward_process(x0, prompt_lengths, mask_id, generator, eps)
+    pl = _check_prompt_lengths(prompt_lengths, x0)
+    loss = sft_loss(model(noisy), x0, noisy, masked, p_mask, pl, mask_id=mask_id)
+    return LLaDALoss(loss, noisy, masked, p_mask, x0.shape[1] - pl)
+
+
+def pad_sft_batch(prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], eos_id: int = 2,
+                  length: int | None = None):
+    """Build an SFT batch ``[prompt | answer | EOS ... EOS]`` (paper section 2.3: "|EOS| tokens appended to
+    the end of short pairs ... to ensure equal lengths"). Introduced in chapter 3, section 2.
+
+    Every row gets at least one EOS, so the model always sees where an answer ends. ``length`` defaults
+    to the longest prompt + answer + 1. Returns ``(x0, prompt_lengths)``: (B, length) and (B,) long."""
+    if len(prompts) != len(answers) or len(prompts) == 0:
+        raise ValueError("prompts and answers must be non-empty lists of the same length")
+    need = max(len(p) + len(a) for p, a in zip(prompts, answers)) + 1
+    length = need if length is None else check_int(length, "length")
+    if length < need:
+        raise ValueError(f"length {length} is too short: the longest pair needs {need} (with one EOS)")
+    rows = [list(p) + list(a) + [eos_id] * (length - len(p) - len(a)) for p, a in zip(prompts, answers)]
+    return torch.tensor(rows, dtype=torch.long), torch.tensor([len(p) for p in prompts], dtype=torch.long)
 
 
 # --------------------------------------------------------------------------- enumerable toy (chapter 2, section 6)
@@ -308,7 +480,7 @@ def exact_denoiser(toy: ToyDistribution) -> LogitsFn:
     onehot = torch.nn.functional.one_hot(seqs, toy.K).double()            # (N, L, K)
 
     def logits_fn(x_t: torch.Tensor) -> torch.Tensor:
-        _check_tokens(x_t, "x_t")
+        check_tokens(x_t, "x_t")
         if x_t.shape[1] != toy.L or int(x_t.max()) > toy.K:
             raise ValueError(f"x_t must have length {toy.L} and ids in 0..{toy.K}")
         visible_ok = (seqs[None] == x_t[:, None]) | (x_t[:, None] == toy.mask_id)   # (B, N, L)
@@ -335,14 +507,49 @@ def smoothed_denoiser(toy: ToyDistribution, lam: float = 0.3) -> LogitsFn:
     return logits_fn
 
 
-def _patterns(L: int) -> torch.Tensor:
+def masking_patterns(L: int) -> torch.Tensor:
     """All 2**L masking patterns as a (P, L) bool tensor; pattern m masks position l iff bit l of m is 1."""
     return ((torch.arange(2 ** L)[:, None] >> torch.arange(L)) & 1).bool()
 
 
+TOY = dict(L=4, K=2, seed=7)                 # chapter 2's enumerable toy: 16 sequences of 4 binary tokens
+
+
+def course_toy() -> ToyDistribution:
+    """The toy of chapter 2, section 6: :meth:`ToyDistribution.random` with :data:`TOY`."""
+    return ToyDistribution.random(**TOY)
+
+
+def train_toy_denoiser(toy: ToyDistribution, steps: int = 400, batch_size: int = 256, lr: float = 3e-3,
+                       seed: int = 0):
+    """A one-layer course Transformer (width 32, 2 heads, float64) trained as an MDLM denoiser of ``toy``:
+    ``steps`` AdamW steps on :func:`mdlm_loss` (linear schedule) over batches of sequences drawn from the toy.
+    Returns ``(model, losses)``, the model in eval mode. The shipped ``toy_mdlm`` (``./course retrain toy_mdlm``)
+    is this function on :func:`course_toy`."""
+    torch.manual_seed(seed)
+    net = Transformer(TransformerConfig(vocab_size=toy.vocab_size, seq_len=toy.L, n_layer=1, n_head=2,
+                                        d_model=32)).double()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_fn(step):
+        x0 = toy.sequences[torch.multinomial(toy.probs, batch_size, replacement=True, generator=g)]
+        t = sample_times(batch_size, g)
+        xt, msk = forward_mask(x0, t, "linear", toy.mask_id, g)
+        return mdlm_loss(net(xt), x0, xt, msk, t, "linear", mask_id=toy.mask_id).loss
+
+    losses = [loss for _, loss in training_loop(net, loss_fn, range(steps), opt, grad_clip=None)]
+    return net.eval(), losses
+
+
+def load_toy_denoiser(name: str = "toy_mdlm") -> Transformer:
+    """The shipped toy denoiser (float64), verified against the manifest."""
+    return checkpoints.load_model(name, lambda config: Transformer(TransformerConfig(**config)).double())
+
+
 def _pattern_probs(toy: ToyDistribution, logits_fn: LogitsFn) -> torch.Tensor:
     """x_theta^l(z)[x^l] for every sequence x, pattern M (z = x with M masked) and position l: (N, P, L)."""
-    seqs, pats = toy.sequences, _patterns(toy.L)
+    seqs, pats = toy.sequences, masking_patterns(toy.L)
     N, P = len(seqs), len(pats)
     z = torch.where(pats[None], toy.mask_id, seqs[:, None]).reshape(N * P, toy.L)
     logp = subs_log_probs(logits_fn(z).double(), z, toy.mask_id)
@@ -353,7 +560,7 @@ def _pattern_probs(toy: ToyDistribution, logits_fn: LogitsFn) -> torch.Tensor:
 def _masked_nll(toy, logits_fn) -> torch.Tensor:
     """sum over masked l of -log x_theta^l(z_M)[x^l], for every sequence and pattern: (N, P)."""
     probs = _pattern_probs(toy, logits_fn)
-    pats = _patterns(toy.L)[None]
+    pats = masking_patterns(toy.L)[None]
     return torch.where(pats, -torch.log(probs), torch.zeros_like(probs)).sum(-1)
 
 
@@ -394,7 +601,7 @@ def exact_continuous_nelbo(toy: ToyDistribution, logits_fn: LogitsFn, schedule="
     :func:`beta_time_weights`. With the exact denoiser this equals -log p_data(x): each random order
     gives the chain rule. Introduced in chapter 2, section 6."""
     c = beta_time_weights(toy.L) if analytic else nelbo_time_weights(schedule, toy.L)
-    k = _patterns(toy.L).sum(-1)
+    k = masking_patterns(toy.L).sum(-1)
     return (_masked_nll(toy, logits_fn) * c[k][None]).sum(-1)
 
 
@@ -418,7 +625,7 @@ def discrete_time_nelbo(toy: ToyDistribution, logits_fn: LogitsFn, steps: int, s
     terms vanish since alpha_1 = 0 and alpha_0 = 1). Introduced in chapter 2, section 6."""
     schedule = _check_discrete(schedule, steps)
     nll = _masked_nll(toy, logits_fn)
-    k = _patterns(toy.L).sum(-1).double()
+    k = masking_patterns(toy.L).sum(-1).double()
     total = torch.zeros(len(toy.sequences), dtype=torch.float64)
     for j in range(1, steps + 1):
         a_t, a_s = float(schedule.alpha(j / steps)), float(schedule.alpha((j - 1) / steps))
@@ -438,7 +645,7 @@ def discrete_time_log_likelihood(toy: ToyDistribution, logits_fn: LogitsFn, step
     Introduced in chapter 2, section 6."""
     schedule = _check_discrete(schedule, steps)
     probs = _pattern_probs(toy, logits_fn)                                 # (N, P, L)
-    pats = _patterns(toy.L)
+    pats = masking_patterns(toy.L)
     new = pats[:, None] & ~pats[None]                                      # (P from, P to, L) newly unmasked
     allowed = ~(pats[None] & ~pats[:, None]).any(-1)                       # no position may become masked again
     n_stay = pats.sum(-1).double()[None]                                   # masked count of the target pattern
@@ -526,7 +733,7 @@ def ancestral_sampler(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, gen
             raise ValueError(f"L and batch must be positive integers, got L={L!r}, batch={batch!r}")
         x = torch.full((batch, L), mask_id, dtype=torch.long)
     else:
-        _check_tokens(x_init, "x_init")
+        check_tokens(x_init, "x_init")
         x = x_init.clone()
     n0 = (x == mask_id).sum(1)
     yield MaskedStep(steps, x.clone())

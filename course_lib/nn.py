@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .moe import ROUTERS, MoEFeedForward
+
 ATTENTION_MODES = ("causal", "bidirectional", "block_causal")
 
 
@@ -97,7 +99,6 @@ class TransformerConfig:
 
     def _check_moe(self):
         """Validate the mixture-of-experts fields (chapter 4); fills in ``d_expert`` when it is None."""
-        from .moe import ROUTERS
         for name in ("n_experts", "moe_top_k", "n_shared_experts", "n_dense_layers", "n_group", "topk_group"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -270,8 +271,7 @@ class Block(nn.Module):
         self.attn = SelfAttention(config)
         self.ffn_norm = RMSNorm(config.d_model, config.norm_eps)
         if moe:
-            from .moe import MoEFeedForward
-            self.ffn = MoEFeedForward(config)
+            self.ffn = MoEFeedForward(config, expert=SwiGLU)
         else:
             self.ffn = SwiGLU(config)
         self.drop = nn.Dropout(config.dropout)
@@ -368,8 +368,7 @@ class Transformer(nn.Module):
     # ------------------------------------------------------------------ mixture of experts (chapter 4)
     def moe_layers(self) -> list:
         """``[(block index, MoEFeedForward), ...]`` of the MoE blocks (empty for a dense model); the hook
-        that :mod:`course_lib.moe`'s routing statistics read. Introduced in chapter 4, section 1."""
-        from .moe import MoEFeedForward
+        that :mod:`course_lib.moe_study`'s routing statistics read. Introduced in chapter 4, section 1."""
         return [(i, b.ffn) for i, b in enumerate(self.blocks) if isinstance(b.ffn, MoEFeedForward)]
 
     def moe_aux_loss(self) -> torch.Tensor:

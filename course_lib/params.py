@@ -28,6 +28,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .nn import TransformerConfig
+
 COMPONENTS = ("embedding", "lm_head", "attention", "dense_ffn", "routed_experts", "shared_experts", "router",
               "norms", "time_embedding")
 
@@ -151,7 +153,6 @@ def count_params(config) -> ParamCount:
 def from_transformer_config(config) -> ModelShape:
     """The :class:`ModelShape` of a course :class:`course_lib.nn.TransformerConfig` (vanilla multi-head
     attention: kv heads = heads; head_dim = d_model / n_head; no QK-norm). Introduced in chapter 4, section 1."""
-    from .nn import TransformerConfig
     if not isinstance(config, TransformerConfig):
         raise ValueError(f"expected a TransformerConfig, got {type(config).__name__}")
     c = config

@@ -29,8 +29,9 @@ import time
 
 import torch
 
-from .llada import _exclude_mask
+from .masked import exclude_mask
 from .runtime import progress
+from .training import optimizer_step
 
 
 def _check_unit(value, name):
@@ -93,7 +94,7 @@ def block_elbo_terms(model, x: torch.Tensor, z: torch.Tensor, masked: torch.Tens
         inp = x.clone()
         inp[:, lo:hi] = z[:, lo:hi]
         inp[:, hi:] = mask_id
-        logp = torch.log_softmax(_exclude_mask(model(inp), mask_id).float(), -1)
+        logp = torch.log_softmax(exclude_mask(model(inp), mask_id).float(), -1)
         tok = logp.gather(-1, x.unsqueeze(-1)).squeeze(-1)
         terms.append((tok * masked)[:, lo:hi].sum(1))
     return torch.stack(terms, 1)
@@ -178,11 +179,7 @@ def train_ebpo(model, sample_fn, reward_fn, prompt_fn, iterations: int, group_si
                 lr_ = ebpo_log_ratio(model, old, x[keep], prompts.shape[1],
                                      [0.2 + 0.8 * (k + torch.rand((), generator=g).item()) / n_t for k in range(n_t)],
                                      mask_id, generator=g)
-                loss = -clipped_objective(lr_, adv[keep], eps_clip, eps_clip)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
+                optimizer_step(model, opt, -clipped_objective(lr_, adv[keep], eps_clip, eps_clip))
                 clipped.append(((lr_.exp() - 1).abs() > eps_clip).float().mean().item())
         hist["iteration"].append(it + 1)
         hist["train_reward"].append(rewards.mean().item())

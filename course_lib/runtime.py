@@ -11,6 +11,8 @@ import random
 import numpy as np
 import torch
 
+from . import viz
+
 _VALID_DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # The pinned numerical mode. CPUs differ in the code paths their libraries pick (AVX-512, AVX2, vendor-specific
@@ -114,7 +116,6 @@ def setup(seed: int = 0, device: str | None = None, projector: bool = False):
 
     Returns ``(device, generator)``.
     """
-    from . import viz
 
     gen = seed_everything(seed)
     make_deterministic()

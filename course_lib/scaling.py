@@ -25,9 +25,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import textlm
 from .checkpoints import DATA_DIR, read_manifest
+from .nn import Transformer
 
 CURVES_DIR = DATA_DIR / "scaling"
 SIZES = {                       # the two smaller sizes; "d128" is lm_ar / lm_mdlm (textlm._SMALL)
@@ -82,7 +84,6 @@ def load_curves(directory: Path = CURVES_DIR) -> dict:
     """Every size's curves: ``{"ar_d64": {...}, "mdm_d64": ..., "ar_d128": ...}``; each has ``n_params``
     (non-embedding), ``flops``, ``tokens`` and ``valid_nll`` per evaluation. The d64 and d96 runs are read
     from ``directory``; d128 are the chapter 2 models, from their manifest entries."""
-    from .nn import Transformer
     out = {}
     for name in RUNS:
         path = Path(directory) / f"{name}.json"
@@ -159,7 +160,6 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m course_lib.scaling", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", default=list(RUNS), help=f"runs to train (default all: {', '.join(RUNS)})")
-    import torch
     torch.set_num_threads(1)
     for name in p.parse_args(argv).names:
         c = run(name)

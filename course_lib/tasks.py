@@ -11,7 +11,7 @@ answers are scored without a human or a bigger model.
   graded by exact match.
 
 The prompt is never masked during SFT and the answer is followed by [EOS] padding up to the canvas
-(LLaDA's recipe, :func:`course_lib.llada.pad_sft_batch`). The tokenizer is the language's, plus the three
+(LLaDA's recipe, :func:`course_lib.masked.pad_sft_batch`). The tokenizer is the language's, plus the three
 instruction tokens (:func:`instruction_tokenizer`); a pretrained language model gets three new embedding
 rows (:func:`course_lib.nn.grow_vocabulary`).
 
@@ -37,6 +37,9 @@ import torch
 
 from . import language
 from .tokenizer import Tokenizer
+from . import llada
+from .masked import pad_sft_batch
+from .tokenizer import batchify
 
 # ------------------------------------------------------------------------------------------ instructions
 COMPLETE, REVERSE, SEP = "[complete]", "[reverse]", "[sep]"
@@ -190,14 +193,12 @@ def icl_bayes_accuracy(shots: int) -> float:
 
 def episodes_to_ids(episodes, tokenizer: Tokenizer | None = None, length: int = ICL_SEQ_LEN) -> torch.Tensor:
     """Training canvases ``[prompt, answer, EOS, PAD ...]`` (N, length) for the few-shot task."""
-    from .tokenizer import batchify
     tok = tokenizer or icl_tokenizer()
     return batchify([e.prompt + [e.answer] for e in episodes], tok, length)
 
 
 def instructions_to_ids(examples, tokenizer: Tokenizer | None = None, length: int = 41):
-    """SFT canvases ``[prompt | answer | EOS ... EOS]`` and prompt lengths, via :func:`llada.pad_sft_batch`."""
-    from .llada import pad_sft_batch
+    """SFT canvases ``[prompt | answer | EOS ... EOS]`` and prompt lengths, via :func:`masked.pad_sft_batch`."""
     tok = tokenizer or instruction_tokenizer()
     return pad_sft_batch([tok.encode(e.prompt) for e in examples], [tok.encode(e.answer) for e in examples],
                          eos_id=tok.eos_id, length=length)
@@ -244,7 +245,6 @@ def answer_instructions(model, examples, steps: int | None = None, block_length:
     Introduced in chapter 3, section 3. The answer region fills the canvas: ``gen_length = length - len(prompt)``;
     ``steps`` defaults to ``gen_length`` (one token per step), ``block_length`` to ``gen_length`` (pure
     diffusion); ``cfg_scale`` is LLaDA's unsupervised classifier-free guidance. Examples are batched by prompt length."""
-    from . import llada
     tok = instruction_tokenizer()
     g = torch.Generator().manual_seed(seed)
     out = [None] * len(examples)

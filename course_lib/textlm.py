@@ -32,7 +32,7 @@ Objectives (``TextLMConfig.objective``):
 - ``"ar"``: next-token cross-entropy; :func:`ar_nll` is exact.
 - ``"mdlm"``: MDLM's continuous-time NELBO (Sahoo et al. 2024, eq. 10-11) with antithetic times,
   through :func:`course_lib.masked.mdlm_loss`; :func:`mdlm_nelbo` estimates it by Monte Carlo.
-- ``"llada"`` (chapter 3): LLaDA's pretraining loss exactly (:func:`course_lib.llada.pretrain_step_loss`:
+- ``"llada"`` (chapter 3): LLaDA's pretraining loss exactly (:func:`course_lib.masked.llada_pretrain_step_loss`:
   ``t ~ U(0,1)`` per row, ``p_mask = (1 - eps) t + eps``, masked CE / p_mask, divided by B*L). Its
   expectation is the MDLM bound with the linear schedule, so :func:`mdlm_nelbo` evaluates it. With
   ``mask_ratio`` set (for example 0.15), every row is masked at that one fixed rate instead: BERT's
@@ -55,11 +55,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import d3pm, language, llada, masked
+from . import checkpoints, d3pm, language, masked
 from .nn import Transformer, TransformerConfig
 from .runtime import progress
-from .tokenizer import Tokenizer
-from .train import EMA
+from .tokenizer import Tokenizer, batchify
+from .training import EMA, lr_factor, training_loop
 
 OBJECTIVES = ("ar", "mdlm", "llada", "d3pm_uniform", "d3pm_absorbing")
 PAD_ID, MASK_ID, EOS_ID = Tokenizer.pad_id, Tokenizer.mask_id, Tokenizer.eos_id   # 0, 1, 2
@@ -179,15 +179,6 @@ class TextLMConfig:
         d["betas"] = list(self.betas)
         d["model"] = self.transformer_config().to_dict()
         return d
-
-
-def lr_factor(step: int, steps: int, warmup: int, min_lr_ratio: float) -> float:
-    """Multiplier of the base lr at optimiser step ``step`` (0-based): linear warmup over ``warmup`` steps,
-    then cosine decay from 1 to ``min_lr_ratio`` at ``steps``. Introduced in chapter 2, section 7."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress_ = min(1.0, (step - warmup) / max(1, steps - warmup))
-    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress_))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,7 +327,7 @@ def _d3pm_logits(model, x_t, t, T):
 def _training_loss(model, cfg: TextLMConfig, x0: torch.Tensor, g: torch.Generator, noise=None,
                    prompt_lengths: torch.Tensor | None = None) -> torch.Tensor:
     if prompt_lengths is not None:                                   # LLaDA SFT: the prompt is never masked
-        return llada.sft_step_loss(model, x0, prompt_lengths, MASK_ID, g).loss
+        return masked.sft_step_loss(model, x0, prompt_lengths, MASK_ID, g).loss
     tokens = counted_tokens(x0).sum()
     if cfg.objective == "ar":
         inp, target = _ar_batch(x0)
@@ -345,10 +336,10 @@ def _training_loss(model, cfg: TextLMConfig, x0: torch.Tensor, g: torch.Generato
                                ignore_index=-100, reduction="sum") / tokens
     if cfg.objective == "llada":
         if cfg.mask_ratio is None:
-            return llada.pretrain_step_loss(model, x0, MASK_ID, g).loss
+            return masked.llada_pretrain_step_loss(model, x0, MASK_ID, g).loss
         p_mask = torch.full((x0.shape[0],), float(cfg.mask_ratio), dtype=torch.float64)
         x_t, m = masked.forward_mask(x0, p_mask, "linear", MASK_ID, g)      # linear schedule: mask prob = t
-        return llada.pretrain_loss(model(x_t), x0, x_t, m, p_mask, mask_id=MASK_ID)
+        return masked.llada_pretrain_loss(model(x_t), x0, x_t, m, p_mask, mask_id=MASK_ID)
     if cfg.objective == "mdlm":
         t = masked.sample_times(x0.shape[0], g)                                        # antithetic
         x_t, m = masked.forward_mask(x0, t, cfg.schedule, MASK_ID, g)
@@ -563,7 +554,7 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
 
     ``prompt_lengths`` (N,) turns a ``"llada"`` recipe into LLaDA's SFT (chapter 3, section 3): row i of
     ``train_ids`` is ``[prompt | answer | EOS ...]`` with a prompt of ``prompt_lengths[i]`` tokens, and the
-    loss is :func:`course_lib.llada.sft_step_loss`. ``model`` may then be a pretrained model to fine-tune."""
+    loss is :func:`course_lib.masked.sft_step_loss`. ``model`` may then be a pretrained model to fine-tune."""
     cfg = TextLMConfig.from_dict(recipe)
     tc = cfg.transformer_config()
     train_ids = _check_ids(train_ids, "train_ids", tc.seq_len)
@@ -590,8 +581,6 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
         noise = _noise_for(cfg, tc.vocab_size) if cfg.objective.startswith("d3pm") else None
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
                                 weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup, cfg.min_lr_ratio))
         ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
         history = {"step": [], "tokens": [], "train_loss": [], "eval_step": [], "eval_tokens": [],
                    "valid_nll": [], "valid_se": [], "seconds": 0.0, "eval_seconds": 0.0,
@@ -610,32 +599,29 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
                          ("valid_se", res.se)):
                 history[k].append(v)
 
-        bar = progress(range(cfg.steps), desc=desc or cfg.objective) if show_progress else range(cfg.steps)
-        model.train()
-        t_start = time.perf_counter()
-        step = 0
-        for step in bar:
-            t0 = time.perf_counter()
+        batch = {}
+
+        def loss_fn(step):
             rows = torch.randint(0, len(train_ids), (cfg.batch_size,), generator=g)
-            x0 = train_ids[rows]
-            loss = _training_loss(model, cfg, x0, g, noise, None if prompt_lengths is None else prompt_lengths[rows])
-            opt.zero_grad(set_to_none=True)
+            batch["x0"] = train_ids[rows]
+            loss = _training_loss(model, cfg, batch["x0"], g, noise,
+                                  None if prompt_lengths is None else prompt_lengths[rows])
             if model.moe_layers():               # chapter 4: + the Switch balancing loss (the logged loss excludes it)
-                (loss + model.moe_aux_loss()).backward()
-            else:
-                loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
+                return loss + model.moe_aux_loss(), loss.item()
+            return loss, loss.item()
+
+        bar = progress(range(cfg.steps), desc=desc or cfg.objective) if show_progress else range(cfg.steps)
+        t_start = t_step = time.perf_counter()
+        step = 0
+        for step, loss_value in training_loop(model, loss_fn, bar, opt,
+                                              lambda s: lr_factor(s, cfg.steps, cfg.warmup, cfg.min_lr_ratio),
+                                              cfg.grad_clip):
             model.moe_update_bias()              # chapter 4: aux-loss-free balancing; a no-op for dense models
             if ema is not None:
-                ema.update(model)
-                if model.moe_layers():
-                    from .moe import sync_expert_bias
-                    sync_expert_bias(ema.model, model)         # the EMA copy routes with the live bias
-            tokens_seen += int(counted_tokens(x0).sum())
-            window.append(loss.item())
-            train_s += time.perf_counter() - t0
+                ema.update(model)                # buffers too: the EMA copy routes with the live router bias
+            tokens_seen += int(counted_tokens(batch["x0"]).sum())
+            window.append(loss_value)
+            train_s += time.perf_counter() - t_step
             last = step == cfg.steps - 1 or (max_seconds is not None and train_s >= max_seconds)
             if (step + 1) % log_every == 0 or last:
                 history["step"].append(step + 1)
@@ -652,6 +638,7 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
                 bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}")
             if last:
                 break
+            t_step = time.perf_counter()
         history.update(seconds=train_s, eval_seconds=eval_s, wall_seconds=time.perf_counter() - t_start,
                        steps_done=step + 1, tokens_per_second=tokens_seen / max(train_s, 1e-9))
     finally:
@@ -815,13 +802,13 @@ TEXT_RECIPES.update({
     "lm_bert15": dict(objective="llada", mask_ratio=0.15, model=_SMALL, steps=4000, batch_size=64, lr=1.5e-3,
                       warmup=200, ema_decay=0.999, eval_every=500),
 })
-_FACTS = dict(n_layer=4, n_head=4, d_model=128, seq_len=8)          # vocab_size: set from the world's names
+FACTS_MODEL = dict(n_layer=4, n_head=4, d_model=128, seq_len=8)          # vocab_size: set from the world's names
 _ICL = dict(n_layer=4, n_head=4, d_model=128, seq_len=36, vocab_size=33)
 TEXT_RECIPES.update({
     # Chapter 3, section 6 (reversal curse): AR and MDM twins, same size, same statements, same batches.
-    "facts_ar": dict(objective="ar", model=_FACTS, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
+    "facts_ar": dict(objective="ar", model=FACTS_MODEL, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
                      weight_decay=0.1, eval_every=2000, eval_sentences=500),
-    "facts_mdm": dict(objective="llada", model=_FACTS, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
+    "facts_mdm": dict(objective="llada", model=FACTS_MODEL, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
                       weight_decay=0.1, eval_every=2000, eval_sentences=500),
     # Chapter 3, section 7 (in-context learning): twins trained on few-shot episodes (tasks.icl_episodes).
     "icl_ar": dict(objective="ar", model=_ICL, steps=3000, batch_size=64, lr=1.5e-3, warmup=200,
@@ -859,78 +846,14 @@ TEXT_RECIPE_THREADS.update({"moe_dense": 1, "moe_switch": 1, "moe_switch_nobal":
 SFT_INSTRUCTIONS = 20000           # training instructions of sft_mdm (tasks.instruction_set("train", ...))
 
 
-def recipe_data(name: str) -> dict:
-    """The data of the shipped text recipe ``name``: ``train`` and ``valid`` canvases, and for SFT the
-    ``prompt_lengths`` and the pretrained ``init`` model. Introduced in chapter 2, section 7 (language models);
-    the facts, few-shot and instruction data come with chapter 3."""
-    from . import facts, nn, tasks
-    from .tokenizer import batchify
-    if name not in TEXT_RECIPES:
-        raise ValueError(f"unknown text recipe {name!r}; known: {sorted(TEXT_RECIPES)}")
-    if name == "lm_mdlm_packed":                      # chapter 2, section 7: packed canvases (no [PAD])
-        r = TEXT_RECIPES[name]
-        return {"train": pack_canvases(language_ids("train"), r["steps"] * r["batch_size"], seed=0),
-                "valid": pack_canvases(language_ids("valid"), r["eval_sentences"], seed=1)}
-    if name.startswith(("lm_", "moe_")):              # chapter 4 MoE recipes: the same language data
-        return {"train": language_ids("train"), "valid": language_ids("valid")}
-    if name.startswith("facts_"):
-        world = facts.reversal_world()
-        ids = batchify(world.training_statements(), Tokenizer(world.vocabulary), _FACTS["seq_len"])
-        return {"train": ids, "valid": ids}
-    if name.startswith("icl_"):
-        return {"train": tasks.episodes_to_ids(tasks.icl_episodes(50000, seed=0)),
-                "valid": tasks.episodes_to_ids(tasks.icl_episodes(500, seed=1))}
-    if name == "sft_mdm":
-        x0, pl = tasks.instructions_to_ids(tasks.instruction_set("train", SFT_INSTRUCTIONS, seed=0))
-        init = nn.grow_vocabulary(load_text_model("lm_mdlm"), len(tasks.instruction_tokenizer()))
-        return {"train": x0, "valid": None, "prompt_lengths": pl, "init": init}
-    raise ValueError(f"unknown text recipe {name!r}; known: {sorted(TEXT_RECIPES)}")
-
-
-def text_recipe(name: str) -> dict:
-    """The full recipe dict of ``name`` (with the data-dependent model sizes filled in)."""
-    if name not in TEXT_RECIPES:
-        raise ValueError(f"unknown text recipe {name!r}; known: {sorted(TEXT_RECIPES)}")
-    r = dict(TEXT_RECIPES[name], seed=0)
-    if name.startswith("facts_"):
-        from . import facts
-        r["model"] = dict(r["model"], vocab_size=len(facts.reversal_world().vocabulary) + 3)
-    return r
-
-
 def language_ids(split: str, tokenizer: Tokenizer | None = None) -> torch.Tensor:
     """The course language's ``split`` ("train", "valid" or "test") as (N, 41) canvases
     (:func:`tokenizer.batchify`). Introduced in chapter 2, section 7."""
-    from .tokenizer import batchify
     return batchify(language.read_split(split), tokenizer or Tokenizer.for_language(), SEQ_LEN)
-
-
-def run_text_recipe(name: str, show_progress: bool = True):
-    """Train the shipped text model ``name`` from :data:`TEXT_RECIPES`; returns ``(model, metrics, seconds)``
-    for :func:`course_lib.recipes.retrain`. Introduced in chapter 2, section 7."""
-    recipe = text_recipe(name)
-    t0 = time.perf_counter()
-    data = recipe_data(name)
-    if data.get("init") is not None:
-        data["init"].recipe = None
-    model, hist = train_text_model(recipe, data["train"], data["valid"], model=data.get("init"),
-                                   prompt_lengths=data.get("prompt_lengths"), show_progress=show_progress,
-                                   desc=name, num_threads=TEXT_RECIPE_THREADS[name])
-    seconds = time.perf_counter() - t0
-    metrics = {"steps": hist["steps_done"], "tokens": hist["tokens"][-1], "n_params": hist["n_params"],
-               "threads": TEXT_RECIPE_THREADS[name],
-               "tokens_per_second": round(hist["tokens_per_second"], 1),
-               "final_train_loss": round(hist["train_loss"][-1], 4),
-               "valid_nll_500": round(hist["valid_nll"][-1], 4) if hist["valid_nll"] else None,
-               "curve": {"tokens": hist["eval_tokens"], "valid_nll": [round(v, 4) for v in hist["valid_nll"]],
-                         "valid_se": [round(v, 4) for v in hist["valid_se"]]}}
-    model.recipe = hist["recipe"]
-    return model, metrics, seconds
 
 
 def load_text_model(name: str) -> Transformer:
     """A shipped text model (``lm_ar``, ``lm_mdlm``, ``lm_d3pm_absorbing``, ``lm_d3pm_uniform``), verified
     against the manifest, in eval mode; its recipe is ``model.recipe``. Introduced in chapter 2, section 7.
     A missing or corrupt file raises :class:`course_lib.checkpoints.CheckpointError` naming the retrain command."""
-    from . import checkpoints
     return checkpoints.load_model(name, lambda config: Transformer(TextLMConfig.from_dict(config).transformer_config()))

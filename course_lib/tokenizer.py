@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from . import language
+
 PAD, MASK, EOS = "[PAD]", "[MASK]", "[EOS]"
 SPECIALS = (PAD, MASK, EOS)  # ids 0, 1, 2 in every tokenizer
 
@@ -54,7 +56,6 @@ class Tokenizer:
     @classmethod
     def for_language(cls, grammar=None) -> "Tokenizer":
         """Word tokenizer over the grammar's vocabulary (default: the course's grammar), 353 ids in all."""
-        from . import language
         return cls((grammar or language.default_grammar()).vocabulary, level="word")
 
     @classmethod

@@ -120,7 +120,7 @@ test_ids = textlm.language_ids("test")
 
 # %%
 show_source(masked.llada_forward_process)
-show_source(llada.pretrain_loss)
+show_source(masked.llada_pretrain_loss)
 
 # %%
 mdlm = textlm.load_text_model("lm_mdlm")          # chapter 2's MDLM, 0.88M parameters, 3.97M tokens
@@ -131,7 +131,7 @@ x0 = test_ids[:64]
 noisy, m, p_mask = masked.llada_forward_process(x0, tok.mask_id, g)
 with torch.no_grad():
     logits = mdlm(noisy)
-    loss_llada = llada.pretrain_loss(logits, x0, noisy, m, p_mask)
+    loss_llada = masked.llada_pretrain_loss(logits, x0, noisy, m, p_mask)
     mdlm_terms = masked.mdlm_loss(logits, x0, noisy, m, p_mask, "linear", mask_id=tok.mask_id).nelbo
 print(f"LLaDA pretraining loss on this batch            : {loss_llada.item():.4f}")
 print(f"MDLM NELBO terms (linear schedule, t = p_mask) / b l: {(mdlm_terms.sum() / x0.numel()).item():.4f}")
@@ -169,7 +169,7 @@ with torch.no_grad():
         for r in ratios:
             xt, mm = masked.forward_mask(x_eval, torch.full((len(x_eval),), float(r), dtype=torch.float64),
                                          "linear", tok.mask_id, gr)
-            nll = llada.masked_token_nll(model(xt), x_eval, xt, mm)
+            nll = masked.masked_token_nll(model(xt), x_eval, xt, mm)
             per_ratio.append(float(nll.sum() / mm.sum()))
         curves[name] = per_ratio
 fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -230,7 +230,7 @@ with torch.no_grad():
     for t_ in mask_ts:
         mm = rank < int(round(t_ * 41))
         xt = torch.where(mm[None], torch.full_like(ids0, tok.mask_id), ids0)
-        pr = torch.softmax(llada._exclude_mask(mdlm(xt), tok.mask_id).double(), -1)[0]
+        pr = torch.softmax(masked.exclude_mask(mdlm(xt), tok.mask_id).double(), -1)[0]
         p3, i3 = pr.topk(3, -1)
         masks_t.append(mm[:n_words].numpy())
         top_words.append([[tok.itos[j] for j in i3[k].tolist()] if mm[k] else [""] * 3 for k in range(n_words)])
@@ -344,19 +344,19 @@ examples = tasks.instruction_set("train", 4, seed=3)
 x_sft, pl = tasks.instructions_to_ids(examples)
 for e, row, p in zip(examples, x_sft, pl):
     print(f"prompt ({int(p):2d} tokens): {' '.join(e.prompt):48s} -> {itok.decode(row[p:p + len(e.answer) + 2])} ...")
-noisy_s, m_s, pm_s = llada.sft_forward_process(x_sft, pl, itok.mask_id, torch.Generator().manual_seed(0))
-prompt_pos = llada.prompt_positions(pl, x_sft.shape[1])
+noisy_s, m_s, pm_s = masked.sft_forward_process(x_sft, pl, itok.mask_id, torch.Generator().manual_seed(0))
+prompt_pos = masked.prompt_positions(pl, x_sft.shape[1])
 print("prompt positions ever masked:", bool(m_s[prompt_pos].any()), "| masked [EOS] padding tokens (they count):",
       int((m_s & (x_sft == itok.eos_id)).sum()))
-show_source(llada.sft_loss)
+show_source(masked.sft_loss)
 
 # %%
 # check the SFT loss against a direct transcription of eq. 5 (row by row, with a plain loop)
 sft = textlm.load_text_model("sft_mdm")
 with torch.no_grad():
     lg = sft(noisy_s)
-    got = llada.sft_loss(lg, x_sft, noisy_s, m_s, pm_s, pl, mask_id=itok.mask_id)
-    lp = torch.log_softmax(llada._exclude_mask(lg, itok.mask_id), -1)
+    got = masked.sft_loss(lg, x_sft, noisy_s, m_s, pm_s, pl, mask_id=itok.mask_id)
+    lp = torch.log_softmax(masked.exclude_mask(lg, itok.mask_id), -1)
     want = 0.0
     for b in range(len(x_sft)):
         Lp = x_sft.shape[1] - int(pl[b])

@@ -63,7 +63,7 @@ import torch
 from IPython.display import Markdown, display
 
 from course_lib import (arith, artefacts, blockdiff, cap, checkpoints, decoding, editing, exercises, language, llada,
-                        moe, params, rl, runtime, textlm, tokenizer, viz, widgets)
+                        masked, moe, moe_study, params, rl, runtime, textlm, tokenizer, viz, widgets)
 
 device, gen = runtime.setup(seed=0)
 torch.set_num_threads(2)
@@ -212,7 +212,7 @@ _ = exercises.check_param_count(my_param_count)
 # denoiser's training inputs; bound with 8 samples per sentence):
 
 # %%
-moe_res = json.loads(moe.RESULTS.read_text())
+moe_res = json.loads(moe_study.RESULTS.read_text())
 names = ["moe_dense", "moe_switch", "moe_switch_nobal", "moe_llada2"]
 print(f"{'model':>17} {'params':>9} {'valid bound':>11} {'vs dense':>17} {'busiest/idlest expert':>22}")
 for n in names:
@@ -744,8 +744,8 @@ print(inspect.getsource(editing.m2t_t2t_loss))
 g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
 pl = torch.full((8,), arith.PROMPT_LENGTH)
 loss_e, parts = editing.m2t_t2t_loss(sft, test_full[:8], pl, arith.MASK_ID, 0.0, list(range(10)) + [arith.EOS_ID], g1)
-noisy, masked_pos, p_mask = llada.sft_forward_process(test_full[:8], pl, arith.MASK_ID, g2)
-ref_sft = llada.sft_loss(sft(noisy), test_full[:8], noisy, masked_pos, p_mask, pl, mask_id=arith.MASK_ID).item()
+noisy, masked_pos, p_mask = masked.sft_forward_process(test_full[:8], pl, arith.MASK_ID, g2)
+ref_sft = masked.sft_loss(sft(noisy), test_full[:8], noisy, masked_pos, p_mask, pl, mask_id=arith.MASK_ID).item()
 print(f"M2T term {parts['m2t']:.6f} vs LLaDA SFT loss {ref_sft:.6f}")
 assert abs(parts["m2t"] - ref_sft) < 1e-5
 

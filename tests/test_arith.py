@@ -6,8 +6,9 @@ import random
 import pytest
 import torch
 
-from course_lib import arith, cap, checkpoints, decoding, editing, llada
+from course_lib import arith, cap, checkpoints, decoding, editing
 from course_lib.nn import Transformer, TransformerConfig
+from course_lib.masked import sft_forward_process, sft_loss
 
 P, G, V, MASK, EOS = arith.PROMPT_LENGTH, arith.GEN_LENGTH, arith.VOCAB_SIZE, arith.MASK_ID, arith.EOS_ID
 
@@ -217,9 +218,9 @@ def test_arith_loss_sft_equals_llada_sft_loss_and_a_transcription():
     recipe = arith.ArithRecipe(model=TINY)
     loss, parts = arith.arith_loss(model, recipe, x0, torch.Generator().manual_seed(11))
     pl = torch.full((len(x0),), P)
-    noisy, masked, p_mask = llada.sft_forward_process(x0, pl, MASK, torch.Generator().manual_seed(11))
+    noisy, masked, p_mask = sft_forward_process(x0, pl, MASK, torch.Generator().manual_seed(11))
     logits = model(noisy)
-    want = llada.sft_loss(logits, x0, noisy, masked, p_mask, pl, mask_id=MASK)
+    want = sft_loss(logits, x0, noisy, masked, p_mask, pl, mask_id=MASK)
     torch.testing.assert_close(loss, want)
     assert parts == {"sft": pytest.approx(want.item())}
     # a loop transcription of LLaDA's SFT loss: CE at masked answer positions / p_mask / answer length, row mean
@@ -238,9 +239,9 @@ def test_arith_loss_cap_and_edit():
     pl = torch.full((len(x0),), P)
     r = arith.ArithRecipe(objective="cap", cap_lambda=2.0, model=TINY)
     loss, parts = arith.arith_loss(model, r, x0, torch.Generator().manual_seed(5))
-    noisy, masked, p_mask = llada.sft_forward_process(x0, pl, MASK, torch.Generator().manual_seed(5))
+    noisy, masked, p_mask = sft_forward_process(x0, pl, MASK, torch.Generator().manual_seed(5))
     logits = model(noisy)
-    sft = llada.sft_loss(logits, x0, noisy, masked, p_mask, pl, mask_id=MASK)
+    sft = sft_loss(logits, x0, noisy, masked, p_mask, pl, mask_id=MASK)
     conf = cap.confidence_loss(logits, x0, masked, MASK)
     torch.testing.assert_close(loss, sft + 2.0 * conf)
     assert set(parts) == {"sft", "conf"}

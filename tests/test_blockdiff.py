@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import blockdiff as bd
-from course_lib import language, llada, masked, textlm
+from course_lib import language, masked, textlm
 from course_lib.nn import Transformer, TransformerConfig, attention_mask
 from course_lib.tokenizer import Tokenizer, batchify
 
@@ -135,7 +135,7 @@ def test_bd_loss_at_block_L_is_the_mdlm_loss(canvases):
     counted = textlm.counted_tokens(x0).sum()
     torch.testing.assert_close(out.loss.detach(), ref.nelbo.sum() / counted, atol=1e-5, rtol=1e-5)
     # LLaDA's pretraining loss divides the same sum by all B * L positions
-    lla = llada.pretrain_loss(logits, x0, x_t, m, t[:, 0], mask_id=MASK)
+    lla = masked.llada_pretrain_loss(logits, x0, x_t, m, t[:, 0], mask_id=MASK)
     torch.testing.assert_close(out.loss.detach() * counted / (B * L), lla, atol=1e-5, rtol=1e-5)
 
 

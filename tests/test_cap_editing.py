@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from course_lib import cap, editing, llada
+from course_lib import cap, editing
 from course_lib.nn import Transformer, TransformerConfig
+from course_lib.masked import sft_forward_process, sft_loss
 
 V, MASK, EOS, P, L = 14, 13, 12, 8, 16
 EDIT_VOCAB = list(range(10)) + [EOS]
@@ -218,9 +219,9 @@ def test_m2t_t2t_without_edits_or_drafts_is_sft_plus_a_visible_ce():
     model, x0 = tiny_model(), addition_rows(6)
     pl = torch.full((6,), P)
     loss, parts = editing.m2t_t2t_loss(model, x0, pl, MASK, 0.0, EDIT_VOCAB, torch.Generator().manual_seed(7))
-    noisy, masked, p_mask = llada.sft_forward_process(x0, pl, MASK, torch.Generator().manual_seed(7))
+    noisy, masked, p_mask = sft_forward_process(x0, pl, MASK, torch.Generator().manual_seed(7))
     logits = model(noisy)
-    sft = llada.sft_loss(logits, x0, noisy, masked, p_mask, pl, mask_id=MASK).item()
+    sft = sft_loss(logits, x0, noisy, masked, p_mask, pl, mask_id=MASK).item()
     assert parts["m2t"] == pytest.approx(sft, rel=1e-5)
     visible = ~masked
     visible[:, :P] = False
@@ -254,7 +255,7 @@ def test_m2t_t2t_with_edits_scores_the_input_the_model_saw():
     loss, parts = editing.m2t_t2t_loss(model, x0, pl, MASK, 0.5, EDIT_VOCAB, torch.Generator().manual_seed(3))
     assert len(model.inputs) == 1
     seen = model.inputs[0]
-    _, masked, p_mask = llada.sft_forward_process(x0, pl, MASK, torch.Generator().manual_seed(3))
+    _, masked, p_mask = sft_forward_process(x0, pl, MASK, torch.Generator().manual_seed(3))
     assert torch.equal(seen == MASK, masked)                           # the same masks as LLaDA's SFT corruption
     assert torch.equal(seen[:, :P], x0[:, :P])                         # the prompt is never touched
     changed = (seen != x0) & ~masked

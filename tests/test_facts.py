@@ -2,7 +2,7 @@
 answer key for every query."""
 import pytest
 
-from course_lib import facts, language
+from course_lib import facts, language, recipes
 
 
 def test_names_are_distinct_deterministic_and_not_language_words():
@@ -67,7 +67,6 @@ from types import SimpleNamespace  # noqa: E402
 
 import torch  # noqa: E402
 
-from course_lib import textlm  # noqa: E402
 from course_lib.nn import Transformer, TransformerConfig  # noqa: E402
 
 
@@ -89,7 +88,7 @@ def test_reversal_world_is_the_world_of_the_shipped_recipes():
     assert w.names == facts.reversal_world().names                          # deterministic
     assert w.training_statements() == facts.make_world(**facts.REVERSAL_WORLD).training_statements()
     for name in ("facts_ar", "facts_mdm"):
-        r = textlm.text_recipe(name)
+        r = recipes.text_recipe(name)
         assert r["model"]["vocab_size"] == facts.world_tokenizer(w).vocab_size
         # every statement plus its [EOS] fits the recipe's canvas
         assert max(len(s) for s in w.training_statements()) + 1 <= r["model"]["seq_len"]

@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from course_lib import llada
+from course_lib import llada, masked
 from course_lib import masked as m
+from course_lib.masked import llada_pretrain_loss, llada_pretrain_step_loss, sft_forward_process, sft_loss, sft_step_loss
 
 MASK = 1          # the course tokenizer's [MASK] id, llada's default
 
@@ -57,7 +58,7 @@ def test_pretrain_loss_equals_hand_computation_and_mdlm_loss():
     noisy = torch.where(masked, MASK, X0)
     p_mask = torch.tensor([0.3, 0.55, 0.9], dtype=torch.float64)
     logits = TableModel(V, L)(noisy).requires_grad_(True)
-    loss = llada.pretrain_loss(logits, X0, noisy, masked, p_mask, mask_id=MASK)
+    loss = llada_pretrain_loss(logits, X0, noisy, masked, p_mask, mask_id=MASK)
     hand = sum(_hand_ce(logits[b, i].detach(), X0[b, i], MASK) / p_mask[b]
                for b in range(B) for i in range(L) if masked[b, i]) / (B * L)      # / all B*L positions
     torch.testing.assert_close(loss.detach(), hand)
@@ -72,16 +73,16 @@ def test_pretrain_loss_equals_hand_computation_and_mdlm_loss():
 
 def test_pretrain_step_loss_uses_llada_forward_process():
     model = TableModel(7, 6)
-    out = llada.pretrain_step_loss(model, X0, MASK, gen(3))
+    out = llada_pretrain_step_loss(model, X0, MASK, gen(3))
     noisy, masked, p_mask = m.llada_forward_process(X0, MASK, gen(3))
     assert torch.equal(out.noisy, noisy) and torch.equal(out.masked, masked) and torch.equal(out.p_mask, p_mask)
-    torch.testing.assert_close(out.loss, llada.pretrain_loss(model, X0, noisy, masked, p_mask, mask_id=MASK))
+    torch.testing.assert_close(out.loss, llada_pretrain_loss(model, X0, noisy, masked, p_mask, mask_id=MASK))
 
 
 def test_sft_forward_process_never_masks_the_prompt():
     x0 = torch.randint(2, 9, (256, 10), generator=gen(0))
     pl = torch.randint(0, 10, (256,), generator=gen(1))
-    noisy, masked, p_mask = llada.sft_forward_process(x0, pl, MASK, gen(2))
+    noisy, masked, p_mask = sft_forward_process(x0, pl, MASK, gen(2))
     prompt = torch.arange(10)[None] < pl[:, None]
     assert not bool(masked[prompt].any()) and torch.equal(noisy[prompt], x0[prompt])
     assert bool(masked[~prompt].any())                                 # answers are masked
@@ -93,10 +94,10 @@ def test_sft_forward_process_never_masks_the_prompt():
 
 
 def test_sft_loss_hand_computation_normalises_by_answer_length_with_eos_padding():
-    x0, pl = llada.pad_sft_batch([[3, 4], [5], [6, 7, 8]], [[6], [3, 4, 5], [4]], eos_id=2)
+    x0, pl = masked.pad_sft_batch([[3, 4], [5], [6, 7, 8]], [[6], [3, 4, 5], [4]], eos_id=2)
     assert x0.tolist() == [[3, 4, 6, 2, 2], [5, 3, 4, 5, 2], [6, 7, 8, 4, 2]] and pl.tolist() == [2, 1, 3]
     model = TableModel(9, 5, seed=4)
-    out = llada.sft_step_loss(model, x0, pl, MASK, gen(11))
+    out = sft_step_loss(model, x0, pl, MASK, gen(11))
     assert out.answer_lengths.tolist() == [3, 4, 2]                   # EOS padding counts
     logits = model(out.noisy)
     B, L = x0.shape
@@ -108,25 +109,25 @@ def test_sft_loss_hand_computation_normalises_by_answer_length_with_eos_padding(
     bad = out.masked.clone()
     bad[0, 0] = True
     with pytest.raises(ValueError, match="prompt"):
-        llada.sft_loss(logits, x0, torch.where(bad, MASK, x0), bad, out.p_mask, pl, mask_id=MASK)
+        sft_loss(logits, x0, torch.where(bad, MASK, x0), bad, out.p_mask, pl, mask_id=MASK)
 
 
 @pytest.mark.parametrize("call", [
-    lambda: llada.pretrain_loss(torch.zeros(3, 6, 7), X0, X0, torch.zeros(3, 6, dtype=torch.bool),
+    lambda: llada_pretrain_loss(torch.zeros(3, 6, 7), X0, X0, torch.zeros(3, 6, dtype=torch.bool),
                                 torch.tensor([0.5, 0.5, 1.5]), mask_id=MASK),                 # p_mask > 1
-    lambda: llada.pretrain_loss(torch.zeros(3, 6, 7), X0, X0, torch.zeros(3, 6, dtype=torch.bool),
+    lambda: llada_pretrain_loss(torch.zeros(3, 6, 7), X0, X0, torch.zeros(3, 6, dtype=torch.bool),
                                 torch.tensor([0.5, 0.5]), mask_id=MASK),                      # p_mask shape
-    lambda: llada.pretrain_loss(torch.zeros(3, 6, 7), X0, X0, torch.ones(3, 6, dtype=torch.bool),
+    lambda: llada_pretrain_loss(torch.zeros(3, 6, 7), X0, X0, torch.ones(3, 6, dtype=torch.bool),
                                 torch.full((3,), 0.5), mask_id=MASK),                          # masked != noisy
-    lambda: llada.pretrain_loss(torch.zeros(3, 6, 5), X0, X0, torch.zeros(3, 6, dtype=torch.bool),
+    lambda: llada_pretrain_loss(torch.zeros(3, 6, 5), X0, X0, torch.zeros(3, 6, dtype=torch.bool),
                                 torch.full((3,), 0.5), mask_id=MASK),                          # ids >= V
-    lambda: llada.pretrain_loss(torch.zeros(3, 5, 7), X0, X0, torch.zeros(3, 6, dtype=torch.bool),
+    lambda: llada_pretrain_loss(torch.zeros(3, 5, 7), X0, X0, torch.zeros(3, 6, dtype=torch.bool),
                                 torch.full((3,), 0.5), mask_id=MASK),                          # logits shape
-    lambda: llada.pretrain_step_loss(TableModel(7, 6), X0.double(), MASK),                    # float ids
-    lambda: llada.pretrain_step_loss(TableModel(7, 6), torch.where(X0 == 2, MASK, X0), MASK), # x0 has [MASK]
-    lambda: llada.sft_step_loss(TableModel(7, 6), X0, [2, 6, 1], MASK),                       # no answer token
-    lambda: llada.sft_step_loss(TableModel(7, 6), X0, [2, -1, 1], MASK),
-    lambda: llada.pad_sft_batch([[3]], [[4, 5]], length=2),
+    lambda: llada_pretrain_step_loss(TableModel(7, 6), X0.double(), MASK),                    # float ids
+    lambda: llada_pretrain_step_loss(TableModel(7, 6), torch.where(X0 == 2, MASK, X0), MASK), # x0 has [MASK]
+    lambda: sft_step_loss(TableModel(7, 6), X0, [2, 6, 1], MASK),                       # no answer token
+    lambda: sft_step_loss(TableModel(7, 6), X0, [2, -1, 1], MASK),
+    lambda: masked.pad_sft_batch([[3]], [[4, 5]], length=2),
 ])
 def test_loss_bad_inputs_raise(call):
     with pytest.raises(ValueError):
@@ -471,8 +472,8 @@ def test_works_with_the_course_transformer():
     from course_lib.nn import Transformer, TransformerConfig
     torch.manual_seed(0)
     net = Transformer(TransformerConfig(vocab_size=V, seq_len=P + G, n_layer=1, n_head=2, d_model=16))
-    x0, pl = llada.pad_sft_batch(PROMPT.tolist(), [[3, 4, 5], [6], [7, 8, 0, 4]], length=P + G)
-    out = llada.sft_step_loss(net, x0, pl, MASK, gen(0))
+    x0, pl = masked.pad_sft_batch(PROMPT.tolist(), [[3, 4, 5], [6], [7, 8, 0, 4]], length=P + G)
+    out = sft_step_loss(net, x0, pl, MASK, gen(0))
     out.loss.backward()
     assert math.isfinite(float(out.loss.detach())) and net.tok_emb.weight.grad is not None
     x, rec = llada.generate(net, PROMPT, steps=6, gen_length=G, block_length=4, temperature=1.0, cfg_scale=0.5,

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import moe, textlm
+from course_lib import moe, moe_study, textlm, training
 from course_lib.nn import SwiGLU, Transformer, TransformerConfig
 
 
@@ -105,7 +105,7 @@ def test_bias_update_direction():
 
 def test_bias_balancing_evens_a_skewed_router():
     torch.manual_seed(0)
-    layer = moe.MoEFeedForward(TransformerConfig(**dict(LLADA2, n_group=1, topk_group=1, bias_update_rate=0.02)))
+    layer = moe.MoEFeedForward(TransformerConfig(**dict(LLADA2, n_group=1, topk_group=1, bias_update_rate=0.02)), SwiGLU)
     x = torch.randn(256, 16, generator=torch.Generator().manual_seed(1))
     x[:, 0] = 1.0
     with torch.no_grad():
@@ -126,7 +126,7 @@ def test_bias_balancing_evens_a_skewed_router():
 
 def test_update_bias_uses_training_loads_only():
     torch.manual_seed(0)
-    layer = moe.MoEFeedForward(TransformerConfig(**LLADA2))
+    layer = moe.MoEFeedForward(TransformerConfig(**LLADA2), SwiGLU)
     x = torch.randn(64, 16)
     layer.eval()
     layer(x)
@@ -147,19 +147,19 @@ def test_one_expert_top1_equals_dense_swiglu():
     x = torch.randn(3, 5, 16)
     for router in ("softmax", "sigmoid"):
         cfg = TransformerConfig(**dict(TINY, n_experts=1, moe_top_k=1, d_expert=12, router=router))
-        layer = moe.MoEFeedForward(cfg)
+        layer = moe.MoEFeedForward(cfg, SwiGLU)
         layer.experts[0].load_state_dict(dense.state_dict())
         torch.testing.assert_close(layer(x), dense(x))
     # with a shared expert: expert(x) + shared(x)
     cfg = TransformerConfig(**dict(TINY, n_experts=1, moe_top_k=1, d_expert=12, n_shared_experts=1))
-    layer = moe.MoEFeedForward(cfg)
+    layer = moe.MoEFeedForward(cfg, SwiGLU)
     torch.testing.assert_close(layer(x), layer.experts[0](x) + layer.shared(x))
 
 
 @pytest.mark.parametrize("cfg", [SWITCH, LLADA2])
 def test_moe_layer_matches_a_token_by_token_loop(cfg):
     torch.manual_seed(0)
-    layer = moe.MoEFeedForward(TransformerConfig(**cfg))
+    layer = moe.MoEFeedForward(TransformerConfig(**cfg), SwiGLU)
     with torch.no_grad():
         if layer.expert_bias is not None:
             layer.expert_bias.copy_(torch.linspace(-0.1, 0.1, 8))
@@ -223,7 +223,7 @@ def test_function_errors():
     with pytest.raises(ValueError, match="rate"):
         moe.bias_update(torch.zeros(3), torch.ones(3), -1.0)
     with pytest.raises(ValueError, match="no mixture-of-experts"):
-        moe.collect_routing(Transformer(TransformerConfig(**TINY)), torch.zeros(1, 4, dtype=torch.long))
+        moe_study.collect_routing(Transformer(TransformerConfig(**TINY)), torch.zeros(1, 4, dtype=torch.long))
 
 
 def test_d_expert_default_keeps_active_ffn_size():
@@ -256,7 +256,7 @@ def test_dense_training_is_the_plain_loop():
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: textlm.lr_factor(s, 3, 1, cfg.min_lr_ratio))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: training.lr_factor(s, 3, 1, cfg.min_lr_ratio))
     for _ in range(3):
         x0 = ids[torch.randint(0, len(ids), (4,), generator=g)]
         loss = textlm._training_loss(model, cfg, x0, g)
@@ -283,23 +283,23 @@ def test_moe_training_updates_bias_and_ema_copy():
 def test_word_classes_cover_the_vocabulary():
     from course_lib.tokenizer import Tokenizer
     tok = Tokenizer.for_language()
-    classes, class_of = moe.word_class_map(tok)
+    classes, class_of = moe_study.word_class_map(tok)
     assert class_of.shape == (len(tok),)
     assert classes[class_of[tok.stoi["dogs"]]] == "noun" and classes[class_of[tok.stoi["alice"]]] == "name"
     assert classes[class_of[tok.stoi["chase"]]] == "verb" and classes[class_of[tok.stoi["?"]]] == "punctuation"
     assert classes[class_of[tok.mask_id]] == "[MASK]" and classes[class_of[tok.stoi["the"]]] == "determiner"
     assert set(class_of.tolist()) == set(range(len(classes)))       # every class occurs
     with pytest.raises(ValueError, match="without a word class"):
-        moe.word_class_map(Tokenizer(["zebra"]))
+        moe_study.word_class_map(Tokenizer(["zebra"]))
 
 
 def test_routing_statistics_agree_with_last_routing():
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(**dict(LLADA2, vocab_size=353, seq_len=41)))
     ids = textlm.language_ids("valid")[:10]
-    classes, class_of = moe.word_class_map()
-    counts = moe.class_expert_counts(model, ids, class_of, len(classes), batch_size=4)
-    frac = moe.load_fractions(model, ids, batch_size=3)
+    classes, class_of = moe_study.word_class_map()
+    counts = moe_study.class_expert_counts(model, ids, class_of, len(classes), batch_size=4)
+    frac = moe_study.load_fractions(model, ids, batch_size=3)
     assert counts.shape == (1, len(classes), 8) and frac.shape == (1, 8)
     model(ids)                                                      # one batch: the same routing (eval mode)
     rec = model.moe_layers()[0][1].last_routing
@@ -311,18 +311,18 @@ def test_routing_statistics_agree_with_last_routing():
     torch.testing.assert_close(frac[0], rec.load.double() / rec.load.sum())
     keep = ids != 0                                                 # words and [EOS] only
     words = moe.expert_load(rec.experts[keep.reshape(-1)], 8).double()
-    torch.testing.assert_close(moe.load_fractions(model, ids, keep)[0], words / words.sum())
-    assert moe.max_min_ratio(torch.tensor([[0.25, 0.25, 0.5, 0.0], [0.2, 0.2, 0.3, 0.3]])) == [math.inf, 1.5]
+    torch.testing.assert_close(moe_study.load_fractions(model, ids, keep)[0], words / words.sum())
+    assert moe_study.max_min_ratio(torch.tensor([[0.25, 0.25, 0.5, 0.0], [0.2, 0.2, 0.3, 0.3]])) == [math.inf, 1.5]
 
 
 def test_per_sentence_nelbo_is_mdlm_nelbo_and_paired_difference():
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(**dict(SWITCH, vocab_size=353, seq_len=41)))
     ids = textlm.language_ids("valid")[:12]
-    per = moe.nelbo_per_sentence(model, ids, samples=3, seed=5)
+    per = moe_study.nelbo_per_sentence(model, ids, samples=3, seed=5)
     ref = textlm.mdlm_nelbo(model, ids, samples=3, seed=5)
     tokens = textlm.counted_tokens(ids)
     assert float(per.sum() / 3 / tokens.sum()) == pytest.approx(ref.nll, rel=1e-9)
     a, b = per.mean(1), per.mean(1) + 0.5 * tokens                  # b is worse by exactly 0.5 nats per token
-    d, se = moe.paired_difference(b, a, tokens)
+    d, se = moe_study.paired_difference(b, a, tokens)
     assert d == pytest.approx(0.5) and se == pytest.approx(0.0, abs=1e-9)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from course_lib import d3pm, language, textlm
+from course_lib import d3pm, language, recipes, textlm, training
 from course_lib.tokenizer import Tokenizer, batchify
 
 TINY = dict(n_layer=1, d_model=32, n_head=2)
@@ -54,7 +54,7 @@ def test_ema_model_is_returned(data):
 
 
 def test_lr_schedule():
-    f = [textlm.lr_factor(s, 100, 10, 0.1) for s in range(100)]
+    f = [training.lr_factor(s, 100, 10, 0.1) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert f[10] == pytest.approx(1.0) and f[-1] == pytest.approx(0.1, abs=1e-3)
     assert all(a >= b for a, b in zip(f[10:], f[11:]))
@@ -217,7 +217,7 @@ def test_bad_data_raises(tok, data):
 
 def test_shipped_text_recipes_are_valid_configs():
     for name, recipe in textlm.TEXT_RECIPES.items():
-        cfg = textlm.TextLMConfig.from_dict(textlm.text_recipe(name))
+        cfg = textlm.TextLMConfig.from_dict(recipes.text_recipe(name))
         if name.startswith("lm_") or name == "sft_mdm":           # the course language's canvas
             assert cfg.transformer_config().seq_len == textlm.SEQ_LEN, name
     # the two D3PM recipes must see the same batches (equal size and tokens) for the chapter's comparison
@@ -228,7 +228,7 @@ def test_shipped_text_recipes_are_valid_configs():
 def test_text_model_loading_errors(tmp_path, monkeypatch):
     from course_lib import checkpoints
     with pytest.raises(ValueError, match="unknown text recipe"):
-        textlm.run_text_recipe("lm_nope")
+        recipes.run_text_recipe("lm_nope")
     with pytest.raises(checkpoints.CheckpointError, match="retrain"):
         textlm.load_text_model("lm_nope")
     with pytest.raises(ValueError, match="unknown split"):

@@ -7,9 +7,10 @@ import functools
 import pytest
 import torch
 
-from course_lib import facts, language, llada, tasks, textlm
+from course_lib import facts, language, recipes, tasks, textlm
 from course_lib.nn import Transformer, TransformerConfig, grow_vocabulary
 from course_lib.tokenizer import Tokenizer, batchify
+from course_lib.masked import llada_pretrain_step_loss, sft_forward_process, sft_step_loss, masked_token_nll
 
 TINY = dict(n_layer=1, d_model=32, n_head=2)
 MASK = textlm.MASK_ID
@@ -57,7 +58,7 @@ def test_llada_training_loss_is_llada_pretrain_step_loss(data):
     logged, start = first_step_loss(recipe, data)
     g = torch.Generator().manual_seed(3)                       # the loop's generator: rows first, then the masks
     x0 = data[torch.randint(0, len(data), (8,), generator=g)]
-    expected = llada.pretrain_step_loss(start.train(), x0, MASK, g).loss
+    expected = llada_pretrain_step_loss(start.train(), x0, MASK, g).loss
     assert logged == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -70,7 +71,7 @@ def test_bert_objective_masks_a_fixed_fraction(data):
     u = torch.rand(x0.shape, generator=g, dtype=torch.float64)
     masked = u < 0.15
     noisy = torch.where(masked, torch.full_like(x0, MASK), x0)
-    nll = llada.masked_token_nll(start.train()(noisy), x0, noisy, masked)
+    nll = masked_token_nll(start.train()(noisy), x0, noisy, masked)
     assert logged == pytest.approx((nll.sum() / 0.15 / x0.numel()).item(), rel=1e-5)
 
     # over several steps every row is masked at about 15%, unlike llada's t ~ U(0, 1) per row
@@ -127,7 +128,7 @@ def test_sft_training_loss_is_llada_sft_step_loss(sft_data):
     logged, start = first_step_loss(sft_recipe(seed=5), x0_all, prompt_lengths=pl)
     g = torch.Generator().manual_seed(5)
     rows = torch.randint(0, len(x0_all), (16,), generator=g)
-    expected = llada.sft_step_loss(start.train(), x0_all[rows], pl[rows], MASK, g).loss
+    expected = sft_step_loss(start.train(), x0_all[rows], pl[rows], MASK, g).loss
     assert logged == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -151,7 +152,7 @@ def test_sft_training_never_masks_the_prompt(sft_data):
 
 def test_sft_forward_process_keeps_prompts(sft_data):
     x0, pl = sft_data
-    noisy, masked, _ = llada.sft_forward_process(x0, pl, MASK, torch.Generator().manual_seed(0))
+    noisy, masked, _ = sft_forward_process(x0, pl, MASK, torch.Generator().manual_seed(0))
     prompt = torch.arange(x0.shape[1])[None] < pl[:, None]
     assert torch.equal(noisy[prompt], x0[prompt]) and not bool(masked[prompt].any())
     assert bool(masked[~prompt].any())
@@ -184,34 +185,34 @@ def test_prompt_lengths_bad_input(sft_data, recipe, pl, match):
 def test_every_recipe_is_valid_and_has_a_thread_count():
     assert set(textlm.TEXT_RECIPE_THREADS) == set(textlm.TEXT_RECIPES)
     for name in textlm.TEXT_RECIPES:
-        r = textlm.text_recipe(name)
+        r = recipes.text_recipe(name)
         assert r["seed"] == 0
         textlm.TextLMConfig.from_dict(r)                                 # raises if invalid
-    a, b = textlm.text_recipe("lm_llada"), textlm.text_recipe("lm_bert15")
+    a, b = recipes.text_recipe("lm_llada"), recipes.text_recipe("lm_bert15")
     assert b.pop("mask_ratio") == 0.15 and a == b                        # the pair differs only by the masking rate
-    assert textlm.text_recipe("icl_ar")["model"] == textlm.text_recipe("icl_mdm")["model"]
+    assert recipes.text_recipe("icl_ar")["model"] == recipes.text_recipe("icl_mdm")["model"]
     for bad in ("lm_bert", "", "facts", "sft"):
         with pytest.raises(ValueError, match="unknown text recipe"):
-            textlm.text_recipe(bad)
+            recipes.text_recipe(bad)
     for bad in ("", "facts", "sft", "bert15"):
         with pytest.raises(ValueError, match="unknown text recipe"):
-            textlm.recipe_data(bad)
+            recipes.text_recipe_data(bad)
 
 
 @pytest.mark.parametrize("bad", ["lm_bert", "facts_typo"])
 def test_recipe_data_rejects_unknown_names_with_a_known_prefix(bad):
     with pytest.raises(ValueError, match="unknown text recipe"):
-        textlm.recipe_data(bad)
+        recipes.text_recipe_data(bad)
 
 
 @functools.lru_cache(maxsize=None)
 def recipe_data(name):
-    return textlm.recipe_data(name)
+    return recipes.text_recipe_data(name)
 
 
 @pytest.mark.parametrize("name", ["lm_llada", "facts_ar", "facts_mdm", "icl_ar"])
 def test_recipe_data_fits_its_recipe(name):
-    tc = textlm.TextLMConfig.from_dict(textlm.text_recipe(name)).transformer_config()
+    tc = textlm.TextLMConfig.from_dict(recipes.text_recipe(name)).transformer_config()
     d = recipe_data(name)
     for split in ("train", "valid"):
         ids = d[split]
@@ -223,7 +224,7 @@ def test_recipe_data_fits_its_recipe(name):
 def test_facts_data_are_the_world_statements():
     w = facts.reversal_world()
     tok = facts.world_tokenizer(w)
-    d = textlm.recipe_data("facts_ar")
+    d = recipes.text_recipe_data("facts_ar")
     rows = {tuple(tok.itos[i] for i in row[:row.index(tok.eos_id)]) for row in d["train"].tolist()}
     assert rows == {tuple(s) for s in w.training_statements()}
     assert len(d["train"]) == len(w.training_statements())
@@ -247,9 +248,9 @@ def test_icl_data_are_well_formed_episodes():
 
 
 def test_sft_data_grow_the_shipped_language_model():
-    d = textlm.recipe_data("sft_mdm")
+    d = recipes.text_recipe_data("sft_mdm")
     tok = tasks.instruction_tokenizer()
-    tc = textlm.TextLMConfig.from_dict(textlm.text_recipe("sft_mdm")).transformer_config()
+    tc = textlm.TextLMConfig.from_dict(recipes.text_recipe("sft_mdm")).transformer_config()
     assert d["init"].config.to_dict() == tc.to_dict()                     # train_text_model accepts it
     assert d["valid"] is None and d["prompt_lengths"].shape == (len(d["train"]),)
     x0, pl = d["train"], d["prompt_lengths"]

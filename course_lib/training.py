@@ -1,0 +1,84 @@
+"""The training loop that every model of the course goes through, with its two companions: an exponential moving
+average (EMA) of the weights and the learning-rate schedule.
+
+The loop is a generator, in the spirit of smalldiffusion's ``training_loop``: you give it the model, a
+``loss_fn(step)`` that draws a batch and returns the loss, the optimiser and a learning-rate multiplier, and it
+takes one optimiser step per step and yields after each one. Logging, EMA updates, evaluation and early stops stay
+in the caller's ``for`` loop, visible::
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ema = EMA(model, 0.999)
+    for step, loss in training_loop(model, loss_fn, range(steps), opt, lambda s: lr_factor(s, steps, 100, 0.1)):
+        ema.update(model)
+
+Used by chapter 1's noise predictors and digit classifier, the text models of chapters 2-4, the addition models,
+the editor and block diffusion of chapter 4; chapter 4's RL takes its inner steps with :func:`optimizer_step`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+
+def lr_factor(step: int, steps: int, warmup: int, min_lr_ratio: float = 0.0) -> float:
+    """Multiplier of the base lr at optimiser step ``step`` (0-based): linear warmup over ``warmup`` steps, then
+    cosine decay from 1 to ``min_lr_ratio`` at ``steps``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress_ = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress_))
+
+
+class EMA:
+    """An exponential moving average of a model: ``theta_ema <- decay * theta_ema + (1 - decay) * theta`` after
+    every optimiser step, for the parameters; buffers (for example a mixture-of-experts router's bias, which
+    training changes outside the optimiser) are copied from the live model. ``ema.model`` is the averaged copy."""
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must lie in [0, 1), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for pe, p in zip(self.model.parameters(), model.parameters()):
+            pe.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+        for be, b in zip(self.model.buffers(), model.buffers()):
+            be.copy_(b)
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                   grad_clip: float | None = 1.0) -> float | None:
+    """One optimiser step on ``loss``: zero the gradients, backpropagate, clip the gradient norm at ``grad_clip``
+    (None: no clipping), step. Returns the gradient norm before clipping (None without clipping)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)) if grad_clip is not None else None
+    optimizer.step()
+    return norm
+
+
+def training_loop(model: torch.nn.Module, loss_fn: Callable, steps: Iterable[int], optimizer: torch.optim.Optimizer,
+                  lr_lambda: Callable[[int], float] | None = None, grad_clip: float | None = 1.0,
+                  ) -> Iterator[tuple[int, object]]:
+    """Train ``model``: for each ``step`` of ``steps`` (a ``range``, or a progress bar over one), call
+    ``loss_fn(step)``, which returns the loss to minimise, or a pair ``(loss, report)`` where ``report`` is what
+    the step yields instead of ``loss.item()`` (for example the loss without an auxiliary term); take
+    :func:`optimizer_step`; advance the learning-rate multiplier ``lr_lambda`` (None: constant); yield
+    ``(step, report)``. The model is in training mode on entry; ``grad_norm`` of the last step is kept in
+    ``optimizer.last_grad_norm``."""
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda) if lr_lambda is not None else None
+    model.train()
+    for step in steps:
+        out = loss_fn(step)
+        loss, report = out if isinstance(out, tuple) else (out, None)
+        optimizer.last_grad_norm = optimizer_step(model, optimizer, loss, grad_clip)
+        if scheduler is not None:
+            scheduler.step()
+        yield step, (loss.item() if report is None else report)
