@@ -1,6 +1,6 @@
 """Addition: chapter 4's task with a single right answer, and its small masked-diffusion models.
 
-Introduced in chapter 4, section 3. Parallel decoding, confidence-aware training (CAP), token editing
+Parallel decoding, confidence-aware training (CAP), token editing
 and RL are all measured on one checkable task: ``a + b`` with two D-digit operands written with
 leading zeros, answered by the (D+1)-digit sum, then [EOS]. Example for D = 3::
 
@@ -57,7 +57,7 @@ def _check_operands(a, b) -> None:
 
 
 def encode_prompt(a: int, b: int) -> list[int]:
-    """Token ids of ``a + b =`` with D-digit operands. Introduced in chapter 4, section 3."""
+    """Token ids of ``a + b =`` with D-digit operands."""
     _check_operands(a, b)
     return _digits(a, DIGITS) + [PLUS_ID] + _digits(b, DIGITS) + [EQ_ID]
 
@@ -99,7 +99,7 @@ def _pairs(split: str) -> torch.Tensor:
 
 def problems(split: str, n: int | None = None, seed: int = 0) -> torch.Tensor:
     """(n, 2) operand pairs of ``split`` ("train" or "test"); ``n=None`` gives the whole split in a fixed
-    order, otherwise n pairs drawn without replacement with ``seed``. Introduced in chapter 4, section 3."""
+    order, otherwise n pairs drawn without replacement with ``seed``."""
     pairs = _pairs(split)
     if n is None:
         return pairs
@@ -131,7 +131,7 @@ def to_ids(pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def grade(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     """(n,) bool: is the generated part of each row of ``x`` (n, P + GEN_LENGTH) exactly the right answer
-    (D+1 digits then [EOS])? Tokens after the first [EOS] are not read. Introduced in chapter 4, section 3."""
+    (D+1 digits then [EOS])? Tokens after the first [EOS] are not read."""
     _, full = to_ids(pairs)
     if not isinstance(x, torch.Tensor) or x.shape != full.shape:
         raise ValueError(f"x must have shape {tuple(full.shape)}, got {tuple(getattr(x, 'shape', ()))}")
@@ -147,7 +147,7 @@ def grade(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class ArithRecipe:
-    """A training recipe for an addition model. Introduced in chapter 4, section 3.
+    """A training recipe for an addition model.
 
     ``objective``: "sft" (LLaDA SFT loss), "cap" (+ ``cap_lambda`` * CAP confidence loss), "edit"
     (LLaDA 2.1's mixed M2T + T2T objective with ``edit_rate``: the share of visible answer tokens
@@ -205,7 +205,7 @@ class ArithRecipe:
 
 def arith_loss(model, recipe: ArithRecipe, x0: torch.Tensor, g: torch.Generator):
     """The training loss of one batch for ``recipe.objective``; returns ``(loss, parts)`` with ``parts`` a
-    dict of floats for logging. Introduced in chapter 4, sections 4-5."""
+    dict of floats for logging."""
     pl = torch.full((x0.shape[0],), PROMPT_LENGTH, dtype=torch.long)
     if recipe.objective == "edit":
         return editing.m2t_t2t_loss(model, x0, pl, MASK_ID, recipe.edit_rate, edit_vocab=list(range(10)) + [EOS_ID],
@@ -221,7 +221,7 @@ def arith_loss(model, recipe: ArithRecipe, x0: torch.Tensor, g: torch.Generator)
 
 def train_arith(recipe, model: Transformer | None = None, show_progress: bool = True, desc: str | None = None,
                 num_threads: int | None = 1):
-    """Train an addition model; returns ``(model, history)``. Introduced in chapter 4, section 3.
+    """Train an addition model; returns ``(model, history)``.
 
     Each step draws ``batch_size`` training pairs (with replacement, generator seeded by ``recipe.seed``),
     takes one AdamW step on :func:`arith_loss` with linear warmup + cosine decay and clipping at 1."""
@@ -272,7 +272,7 @@ ARITH_RECIPES = {
     # 600 SFT steps from random weights: accurate (about 91% at one token per step) but not yet sure of itself,
     # the common starting point of the four models below
     "add_base": dict(objective="sft", steps=600),
-    # + 150 more SFT steps: the SFT model of the decoding experiments (section 3)
+    # + 150 more SFT steps: the SFT model of the decoding experiments
     "add_sft": dict(objective="sft", steps=150, lr=3e-4, warmup=20, init="add_base"),
     # + 150 steps of SFT + lambda * CAP confidence loss (LLaDA 2.0; dFactory's recommended beta = 2.0)
     "add_cap": dict(objective="cap", steps=150, lr=3e-4, warmup=20, cap_lambda=2.0, init="add_base"),
@@ -292,14 +292,14 @@ RL_HISTORY = Path(__file__).resolve().parent.parent / "data" / "arith" / "rl_his
 
 def sample_answers(model, prompts: torch.Tensor, generator=None, temperature: float = 1.0) -> torch.Tensor:
     """The policy's answers: one token per step (the most confident position first), tokens drawn at
-    ``temperature`` (0 = greedy). Introduced in chapter 4, section 6."""
+    ``temperature`` (0 = greedy)."""
     return decoding.threshold_decode(model, prompts, GEN_LENGTH, GEN_LENGTH, 1.0, MASK_ID, EOS_ID,
                                      temperature=temperature, generator=generator).x
 
 
 def heldout_reward(model, n: int = 1000, seed: int = 99) -> dict:
     """Held-out reward: the exact-match rate of the policy's sampled answers (temperature 1, what RL optimises)
-    and of its greedy answers, on the first ``n`` held-out pairs. Introduced in chapter 4, section 6."""
+    and of its greedy answers, on the first ``n`` held-out pairs."""
     pairs = problems("test")[:n]
     prompts, _ = to_ids(pairs)
     g = torch.Generator().manual_seed(seed)
@@ -309,7 +309,7 @@ def heldout_reward(model, n: int = 1000, seed: int = 99) -> dict:
 
 def run_rl_recipe(show_progress: bool = True):
     """Train ``add_rl`` with :func:`course_lib.rl.train_ebpo` (recipe :data:`RL_RECIPE`); writes the reward curves
-    to ``data/arith/rl_history.json`` and returns ``(model, metrics, seconds)``. Introduced in chapter 4, section 6."""
+    to ``data/arith/rl_history.json`` and returns ``(model, metrics, seconds)``."""
     r = RL_RECIPE
     old = torch.get_num_threads()
     torch.set_num_threads(r["threads"])
@@ -351,7 +351,7 @@ def arith_recipe(name: str) -> ArithRecipe:
 def run_arith_recipe(name: str, show_progress: bool = True):
     """Train the shipped addition model ``name``; returns ``(model, metrics, seconds)`` for
     :func:`course_lib.recipes.retrain`. The metrics are greedy one-token-per-step accuracy on the held-out
-    pairs. Introduced in chapter 4, section 3."""
+    pairs."""
     recipe = arith_recipe(name)
     t0 = time.perf_counter()
     model, hist = train_arith(recipe, show_progress=show_progress, desc=name)
@@ -383,8 +383,8 @@ GRID_PATH = Path(__file__).resolve().parent.parent / "data" / "arith" / "editing
 def editing_grid(model, tau_mask_values=GRID_TAU_MASK, tau_edit_values=GRID_TAU_EDIT, n: int = 1000,
                  show_progress: bool = True) -> dict:
     """Accuracy (%) and TPF of the editing decoder at every (tau_mask, tau_edit) of a grid, on the first ``n``
-    held-out pairs; ``tau_edit = 1.0`` is T2T disabled (no probability exceeds 1). Introduced in chapter 4,
-    section 5, for the threshold explorer."""
+    held-out pairs; ``tau_edit = 1.0`` is T2T disabled (no probability exceeds 1). For the threshold
+    explorer."""
     pairs = problems("test")[:n]
     prompts, _ = to_ids(pairs)
     acc = [[0.0] * len(tau_edit_values) for _ in tau_mask_values]

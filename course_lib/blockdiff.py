@@ -1,9 +1,9 @@
 """Block diffusion (BD3-LM) and turning an autoregressive model into a diffusion model (LLaDA 2.0).
 
-Introduced in chapter 4. A block-diffusion language model cuts the canvas into blocks of
+A block-diffusion language model cuts the canvas into blocks of
 ``block_size`` tokens: blocks are generated left to right (autoregressively), the tokens *inside* a
 block by masked diffusion. ``block_size = 1`` is an AR model, ``block_size = L`` is MDLM / LLaDA.
-Sources (see REFERENCE.md sections 4 and 6):
+Sources:
 
 - BD3-LM: Arriola et al., "Block Diffusion", ICLR 2025 (github.com/kuleshov-group/bd3lms): the
   training trick of feeding ``[x_t ; x_0]`` (length 2L) through one Transformer with a special mask,
@@ -58,7 +58,7 @@ def _check_block(L, block_size) -> tuple[int, int]:
 
 def block_sizes(L: int) -> list[int]:
     """Every block size a canvas of ``L`` positions allows: the divisors of L (48 -> 1, 2, 3, 4, 6, 8,
-    12, 16, 24, 48; the prime 41 -> only 1 and 41). Introduced in chapter 4, section 2."""
+    12, 16, 24, 48; the prime 41 -> only 1 and 41)."""
     L = _check_int(L, "L")
     return [b for b in range(1, L + 1) if L % b == 0]
 
@@ -75,8 +75,8 @@ class BlockDiffusionParts(NamedTuple):
 
 
 def block_diffusion_parts(L: int, block_size: int, device=None) -> BlockDiffusionParts:
-    """The three parts of the block-diffusion training mask over ``[x_t ; x_0]``. Introduced in chapter 4,
-    section 2 (LLaDA 2.0 section 4.2, eq. 3-4; BD3-LM's ``block_diff_mask``).
+    """The three parts of the block-diffusion training mask over ``[x_t ; x_0]`` (LLaDA 2.0
+    section 4.2, eq. 3-4; BD3-LM's ``block_diff_mask``).
 
     Query index q and key index k run over 0..2L-1; ``q >= L`` means "in the clean copy x_0". With
     the block of each half ``b = (index mod L) // block_size``:
@@ -99,7 +99,7 @@ def block_diffusion_parts(L: int, block_size: int, device=None) -> BlockDiffusio
 
 def block_diffusion_mask(L: int, block_size: int, device=None) -> torch.Tensor:
     """(2L, 2L) bool attention mask (True = may attend) for training on ``[x_t ; x_0]``: the union
-    ``M_BD | M_OBC | M_BC`` of :func:`block_diffusion_parts`. Introduced in chapter 4, section 2
+    ``M_BD | M_OBC | M_BC`` of :func:`block_diffusion_parts`
     (LLaDA 2.0 eq. 3-4 = BD3-LM's ``block_diff_mask``).
 
     Limits: ``block_size = 1`` lets x_t position i see itself and exactly the clean positions < i (an
@@ -111,7 +111,7 @@ def block_diffusion_mask(L: int, block_size: int, device=None) -> torch.Tensor:
 
 def inference_mask(L: int, block_size: int, prompt_length: int = 0, device=None) -> torch.Tensor:
     """(1, L, L) bool mask for *decoding* a canvas of ``L`` positions block by block, usable as
-    ``model(x, mask=inference_mask(...))``. Introduced in chapter 4, section 2 (LLaDA 2.0's ``generate``:
+    ``model(x, mask=inference_mask(...))`` (LLaDA 2.0's ``generate``:
     ``tril(ones(n_blocks, n_blocks))`` repeated to token level).
 
     Bidirectional within a block, causal across blocks: position i sees position j iff
@@ -140,8 +140,7 @@ def inference_mask(L: int, block_size: int, prompt_length: int = 0, device=None)
 # ==============================================================================================
 
 def pad_canvas(ids: torch.Tensor, length: int = BD_SEQ_LEN) -> torch.Tensor:
-    """Canvases ``(N, L)`` widened to ``(N, length)`` with extra [PAD] columns. Introduced in chapter 4,
-    section 2.
+    """Canvases ``(N, L)`` widened to ``(N, length)`` with extra [PAD] columns.
 
     The course canvas has 41 positions, a prime, so its only block sizes are 1 and 41. Padding to 48
     allows 1, 2, 3, 4, 6, 8, 12, 16, 24 and 48. The padding follows :func:`tokenizer.batchify`'s
@@ -159,8 +158,7 @@ def pad_canvas(ids: torch.Tensor, length: int = BD_SEQ_LEN) -> torch.Tensor:
 
 
 def language_ids(split: str, length: int = BD_SEQ_LEN) -> torch.Tensor:
-    """The course language's ``split`` as (N, 48) canvases: :func:`textlm.language_ids` + :func:`pad_canvas`.
-    Introduced in chapter 4, section 2."""
+    """The course language's ``split`` as (N, 48) canvases: :func:`textlm.language_ids` + :func:`pad_canvas`."""
     return pad_canvas(textlm.language_ids(split), length)
 
 
@@ -181,7 +179,7 @@ def _check_x0(x0, mask_id: int) -> torch.Tensor:
 
 def sample_block_times(batch: int, n_blocks: int, generator=None, eps: float = 1e-3,
                        antithetic: bool = True) -> torch.Tensor:
-    """(batch, n_blocks) noise levels t_b in [eps, 1], one per block. Introduced in chapter 4, section 2.
+    """(batch, n_blocks) noise levels t_b in [eps, 1], one per block.
 
     BD3-LM's vectorised training draws an independent t for every block of every sequence; with
     ``antithetic=True`` (BD3-LM's ``_sample_t``) the ``batch * n_blocks`` draws are stratified, one in
@@ -200,7 +198,7 @@ def sample_block_times(batch: int, n_blocks: int, generator=None, eps: float = 1
 def bd_forward_process(x0: torch.Tensor, block_size: int, t: torch.Tensor, mask_id: int = MASK_ID,
                        generator=None):
     """Corrupt ``x0`` block by block: token i of block b becomes [MASK] with probability ``t[:, b]`` (the
-    linear schedule, alpha_t = 1 - t). Introduced in chapter 4, section 2 (BD3-LM eq. 8 with per-block t).
+    linear schedule, alpha_t = 1 - t): BD3-LM eq. 8 with per-block t.
 
     ``t``: (B, L / block_size) floats in (0, 1]. Returns ``(x_t, masked)``, both (B, L)."""
     x0 = _check_x0(x0, mask_id)
@@ -222,7 +220,7 @@ def _check_block_times(t, B: int, K: int) -> torch.Tensor:
 
 
 def bd_logits(model: Transformer, x_t: torch.Tensor, x0: torch.Tensor, block_size: int) -> torch.Tensor:
-    """The denoiser's logits (B, L, V) at the noisy positions. Introduced in chapter 4, section 2.
+    """The denoiser's logits (B, L, V) at the noisy positions.
 
     The model sees ``[x_t ; x_0]`` (length 2L) under :func:`block_diffusion_mask`, with RoPE positions
     ``[0..L-1, 0..L-1]`` so that a noisy token and its clean copy sit at the same position; only the
@@ -257,7 +255,7 @@ def bd_loss_from_logits(logits: torch.Tensor, x0: torch.Tensor, x_t: torch.Tenso
                         t: torch.Tensor, block_size: int, mask_id: int = MASK_ID,
                         pad_id: int | None = PAD_ID) -> BDLoss:
     """BD3-LM's loss (eq. 8) = LLaDA 2.0's BDLM loss (eq. 1) with the linear schedule, from the logits.
-    Introduced in chapter 4, section 2:
+    The block-diffusion bound:
 
         NELBO(x) = sum_b E_{t_b} [ (1 / t_b) sum_{i in block b} 1[x_t^i = MASK] (-log p_theta(x0^i | x_t^b, x0^{<b})) ]
 
@@ -298,7 +296,6 @@ def bd_loss_from_logits(logits: torch.Tensor, x0: torch.Tensor, x_t: torch.Tenso
 def bd_loss(model: Transformer, x0: torch.Tensor, block_size: int, mask_id: int = MASK_ID, generator=None,
             eps: float = 1e-3, pad_id: int | None = PAD_ID, t: torch.Tensor | None = None) -> BDLoss:
     """One block-diffusion training loss (BD3-LM eq. 8 / LLaDA 2.0 eq. 1, linear schedule, weight 1/t_b).
-    Introduced in chapter 4, section 2.
 
     1. per-block noise levels t_b ~ U[eps, 1] (BD3-LM's vectorised training: every block of every row its
        own t, stratified by :func:`sample_block_times`), unless ``t`` (B, L / block_size) is given;
@@ -319,7 +316,6 @@ def bd_loss(model: Transformer, x0: torch.Tensor, block_size: int, mask_id: int 
 def bd_nelbo(model: Transformer, ids: torch.Tensor, block_size: int, samples: int = 4, seed: int = 0,
              batch_size: int = 256, eps: float = 1e-3, mask_id: int = MASK_ID) -> textlm.NLLResult:
     """The block-diffusion NELBO of ``ids`` in nats per counted token (a validation bound), by Monte Carlo.
-    Introduced in chapter 4, section 2.
 
     Each sentence gets ``samples`` draws; in draw k every block has its own t_b in the stratum
     [k/S, (k+1)/S) of [0, 1) (mapped to [eps, 1]), then one mask draw. Each block's term is an upper
@@ -358,7 +354,6 @@ def bd_nelbo(model: Transformer, ids: torch.Tensor, block_size: int, samples: in
 def wsd_schedule(total_steps: int, seq_len: int, warmup_sizes=(1, 2, 4, 8, 16), stable_fraction: float = 0.5,
                  decay_sizes=(16, 4)) -> list[tuple[int, int]]:
     """LLaDA 2.0's warmup-stable-decay schedule of block sizes (section 4.1) as ``[(start_step, block_size)]``.
-    Introduced in chapter 4, section 2.
 
     - **warmup**: ``warmup_sizes`` in increasing order, starting from 1 (an AR model, the model we convert
       from); LLaDA 2.0 uses 1 -> 4 -> 32 -> 64;
@@ -415,8 +410,7 @@ def _check_schedule(schedule) -> list[tuple[int, int]]:
 
 
 def block_size_at(schedule, step: int) -> int:
-    """The block size of ``schedule`` (from :func:`wsd_schedule`) at training step ``step`` (0-based).
-    Introduced in chapter 4, section 2."""
+    """The block size of ``schedule`` (from :func:`wsd_schedule`) at training step ``step`` (0-based)."""
     schedule = _check_schedule(schedule)
     step = _check_int(step, "step", lo=0)
     return [b for s, b in schedule if s <= step][-1]
@@ -427,8 +421,8 @@ def block_size_at(schedule, step: int) -> int:
 # ==============================================================================================
 
 def convert_ar_model(ar_model: Transformer, seq_len: int = BD_SEQ_LEN, block_size: int | None = 4) -> Transformer:
-    """A block-diffusion Transformer that starts from an AR model's weights. Introduced in chapter 4,
-    section 5 (LLaDA 2.0 section 4.1: continual training from an AR base).
+    """A block-diffusion Transformer that starts from an AR model's weights (LLaDA 2.0
+    section 4.1: continual training from an AR base).
 
     The architecture is the AR model's, with ``seq_len`` positions (RoPE tables are derived buffers,
     not weights, so a longer table loads the same state dict) and ``attention="block_causal"`` with
@@ -449,8 +443,8 @@ def convert_ar_model(ar_model: Transformer, seq_len: int = BD_SEQ_LEN, block_siz
 
 @contextmanager
 def mask_embedding_noise(model: Transformer, std: float, generator=None, mask_id: int = MASK_ID):
-    """While active, add N(0, std^2) noise to the embedding output of every [MASK] token. Introduced in
-    chapter 4, section 2 (LLaDA 2.0 section 4.1, "numerical stability": an AR model's [MASK] embedding
+    """While active, add N(0, std^2) noise to the embedding output of every [MASK] token (LLaDA 2.0
+    section 4.1, "numerical stability": an AR model's [MASK] embedding
     was never trained, which made gradients explode at high mask ratios; the fix is independent
     Gaussian noise on the masked tokens' embeddings during the first iterations). Implemented as a
     forward hook on ``model.tok_emb``, removed on exit."""
@@ -477,7 +471,7 @@ def train_block_diffusion(model: Transformer, train_ids: torch.Tensor, valid_ids
                           eval_samples: int = 2, eval_block_sizes=None, seed: int = 0, show_progress: bool = True,
                           desc: str = "block diffusion", num_threads: int | None = 1):
     """Train ``model`` with the block-diffusion loss under a block-size ``schedule``; returns
-    ``(model, history)``. Introduced in chapter 4, section 2.
+    ``(model, history)``.
 
     ``schedule``: a block size, or ``[(start_step, block_size)]`` from :func:`wsd_schedule`. Each step draws
     ``batch_size`` rows of ``train_ids`` (N, L) with replacement (seeded by ``seed``: two runs with the same
@@ -571,7 +565,7 @@ def train_block_diffusion(model: Transformer, train_ids: torch.Tensor, valid_ids
 
 def block_logits_fn(model: Transformer, block_size: int, prompt_length: int = 0):
     """``x -> model(x, mask=inference_mask(x.shape[1], block_size, prompt_length))``: a denoiser for
-    :func:`course_lib.llada.generate` with ``block_length=block_size``. Introduced in chapter 4, section 2."""
+    :func:`course_lib.llada.generate` with ``block_length=block_size``."""
     def logits_fn(x):
         return model(x, mask=inference_mask(x.shape[1], block_size, prompt_length, x.device))
     return logits_fn
@@ -583,7 +577,7 @@ def sample_block_diffusion(model: Transformer, n: int, tokenizer: Tokenizer, blo
                            seed: int = 0) -> list:
     """``n`` unconditional samples decoded block by block: :func:`course_lib.llada.generate` (semi-autoregressive,
     ``steps / (L / block_size)`` steps per block, default one token per step) with :func:`inference_mask`.
-    Introduced in chapter 4, section 2. ``remasking="random"`` commits random positions of the block
+    ``remasking="random"`` commits random positions of the block
     (ancestral sampling); ``"low_confidence"`` is LLaDA's. Returns word lists (what precedes the first
     [EOS]), or None for a canvas without [EOS], as :func:`course_lib.textlm.sample_mdlm`."""
     n = _check_int(n, "n")
@@ -611,7 +605,7 @@ A2D_FINAL_BLOCK = 4
 _TRAIN = dict(steps=A2D_STEPS, batch_size=64, lr=1e-3, warmup=50, min_lr_ratio=0.1, eval_every=50,
               eval_sentences=200, eval_samples=2, seed=0)
 A2D_RECIPES = {
-    # Chapter 4, section 5: lm_ar converted with a WSD block-size schedule, against the same model from
+    # Chapter 4: lm_ar converted with a WSD block-size schedule, against the same model from
     # random init trained as plain MDLM (block = L). Same data, batches (seed), lr schedule and steps.
     # [MASK]-embedding noise is off: in an 80-step test (data/blockdiff/embed_noise.json, std 0.05 and 0.2) it
     # halved the peak gradient norm (700 -> 380, clipped to 1 anyway) but left the block-4 bound unchanged
@@ -625,7 +619,7 @@ A2D_RECIPES = {
 
 
 def a2d_schedule(name: str) -> list[tuple[int, int]]:
-    """The block-size schedule of the shipped recipe ``name``. Introduced in chapter 4, section 2."""
+    """The block-size schedule of the shipped recipe ``name``."""
     r = A2D_RECIPES[name]
     if r["schedule"] is None:
         return [(0, BD_SEQ_LEN)]
@@ -643,8 +637,7 @@ def _initial_model(recipe: dict) -> Transformer:
 def run_a2d_recipe(name: str, show_progress: bool = True):
     """Train the shipped recipe ``name`` (``a2d_convert`` or ``a2d_scratch``); returns ``(model, metrics,
     seconds)`` for :func:`course_lib.recipes.retrain`, and stores both validation curves in
-    ``data/blockdiff/results.json`` (one entry per recipe) for the chapter's plots. Introduced in chapter 4,
-    section 5."""
+    ``data/blockdiff/results.json`` (one entry per recipe) for the chapter's plots."""
     if name not in A2D_RECIPES:
         raise ValueError(f"unknown recipe {name!r}; known: {sorted(A2D_RECIPES)}")
     r = A2D_RECIPES[name]
@@ -689,14 +682,14 @@ def _write_results(name: str, entry: dict, path: Path = RESULTS_PATH) -> None:
 
 def load_bd_model(name: str) -> Transformer:
     """A shipped block-diffusion model (``a2d_convert`` or ``a2d_scratch``), verified against the manifest, in
-    eval mode; its recipe is ``model.recipe``. Introduced in chapter 4, section 2. A missing or corrupt
+    eval mode; its recipe is ``model.recipe``. A missing or corrupt
     file raises :class:`course_lib.checkpoints.CheckpointError` naming the retrain command."""
     return checkpoints.load_model(name, lambda config: Transformer(TransformerConfig(**config["model"])))
 
 
 def load_results(path: Path = RESULTS_PATH) -> dict:
     """The stored curves of ``a2d_convert`` and ``a2d_scratch`` (``data/blockdiff/results.json``), so the chapter
-    plots "converted AR vs from scratch" without retraining. Introduced in chapter 4, section 2."""
+    plots "converted AR vs from scratch" without retraining."""
     if not Path(path).exists():
         raise ValueError(f"{path} does not exist; create it with: ./course retrain a2d_convert a2d_scratch")
     return json.loads(Path(path).read_text())

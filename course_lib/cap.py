@@ -1,6 +1,6 @@
 """CAP, LLaDA 2.0's confidence-aware parallel training: sharpen the predictions the model already gets right.
 
-Introduced in chapter 4, section 4. LLaDA 2.0 (Bie et al., arXiv 2512.15745, section 5.2; dFactory's
+LLaDA 2.0 (Bie et al., arXiv 2512.15745, section 5.2; dFactory's
 ``compute_confidence_loss``) adds to the SFT loss the entropy of the predicted distribution, averaged only
 over masked positions whose most likely token is the right one:
 
@@ -21,7 +21,7 @@ from .masked import exclude_mask
 def confidence_loss(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor, mask_id: int) -> torch.Tensor:
     """L_conf: mean entropy (nats) of softmax(logits) over the masked positions predicted correctly; 0 (with a
     gradient path) when there is none. ``logits`` (B, L, V), ``x0`` (B, L) long, ``masked`` (B, L) bool.
-    The [MASK] logit is excluded, as everywhere in the course. Introduced in chapter 4, section 4."""
+    The [MASK] logit is excluded, as everywhere in the course."""
     if not isinstance(logits, torch.Tensor) or logits.ndim != 3:
         raise ValueError(f"logits must have shape (B, L, V), got {tuple(getattr(logits, 'shape', ()))}")
     if x0.shape != logits.shape[:2] or masked.shape != x0.shape or masked.dtype != torch.bool:

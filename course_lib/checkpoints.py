@@ -1,6 +1,6 @@
 """Small trained checkpoints shipped in ``data/checkpoints/`` with a manifest.
 
-Introduced in chapter 1 (section 4). ``data/manifest.json`` records, for every checkpoint: its file,
+``data/manifest.json`` records, for every checkpoint: its file,
 sha256, the exact command that retrains it, the training time, the metrics it reached and the
 model config. :func:`load_checkpoint` verifies the hash and, when the file is missing or corrupt,
 raises :class:`CheckpointError` (a ``ValueError``) that names the retrain command.
@@ -105,7 +105,7 @@ def load_model(name: str, build, manifest: Path | None = None):
     """A shipped model: :func:`load_checkpoint`, then ``build(config)`` (a function returning the untrained
     module for the stored config), the weights loaded, ``model.recipe = config``, eval mode. A config that does
     not build, or weights that do not fit it, raise :class:`CheckpointError` naming the retrain command.
-    Introduced in chapter 2, section 7 (the text models); chapter 4's models load the same way."""
+    """
     state, config, entry = load_checkpoint(name) if manifest is None else load_checkpoint(name, manifest)
     try:
         model = build(config)

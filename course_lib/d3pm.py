@@ -1,6 +1,6 @@
 """D3PM: discrete diffusion with transition matrices, its posterior, losses and the masked-LM link.
 
-Introduced in chapter 2, sections 1-4. Equation numbers refer to Austin, Johnson, Ho, Tarlow & van
+Equation numbers refer to Austin, Johnson, Ho, Tarlow & van
 den Berg (2021), "Structured Denoising Diffusion Models in Discrete State-Spaces" (D3PM).
 
 Conventions (the same as :mod:`course_lib.schedules`):
@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from .masked import exclude_mask
 from .schedules import check_t
 
 KINDS = ("uniform", "absorbing", "gaussian")
@@ -62,7 +63,7 @@ def _check_stochastic(Q: torch.Tensor, name: str = "Q") -> torch.Tensor:
 def uniform_Q(beta, K: int) -> torch.Tensor:
     """Uniform noise, D3PM App. A.2.1: ``Q_t = (1 - beta_t) I + beta_t 1 1^T / K``.
 
-    Introduced in chapter 2, section 1. Doubly stochastic; its stationary distribution is uniform.
+    Doubly stochastic; its stationary distribution is uniform.
     """
     _check_K(K)
     b = _check_beta(beta)
@@ -72,7 +73,7 @@ def uniform_Q(beta, K: int) -> torch.Tensor:
 def absorbing_Q(beta, K: int, mask_id: int) -> torch.Tensor:
     """Absorbing ([MASK]) noise, D3PM App. A.2.2: ``Q_t = (1 - beta_t) I + beta_t 1 e_m^T``.
 
-    Introduced in chapter 2, section 1. Each token stays with probability ``1 - beta_t`` and jumps
+    Each token stays with probability ``1 - beta_t`` and jumps
     to the mask state ``m`` with probability ``beta_t``; row ``m`` is absorbing (``Q_mm = 1``).
     """
     _check_K(K)
@@ -86,7 +87,7 @@ def absorbing_Q(beta, K: int, mask_id: int) -> torch.Tensor:
 def gaussian_Q(beta, K: int) -> torch.Tensor:
     """Discretised Gaussian noise on ordinal categories, D3PM App. A.2.1 (not nearest-neighbour).
 
-    Introduced in chapter 2, section 1. For ``i != j``
+    For ``i != j``
 
         [Q_t]_ij = exp(-4 |i - j|^2 / ((K - 1)^2 beta_t)) / sum_{n=-(K-1)}^{K-1} exp(-4 n^2 / ((K - 1)^2 beta_t))
 
@@ -110,7 +111,7 @@ def gaussian_Q(beta, K: int) -> torch.Tensor:
 def mixed_Q(alpha, beta, K: int, mask_id: int) -> torch.Tensor:
     """Absorbing + uniform mixture, D3PM App. A.2.5: ``Q = alpha 1 e_m^T + beta 1 1^T / K + (1 - alpha - beta) I``.
 
-    Introduced in chapter 2, section 4 (BERT as a one-step diffusion).
+    (BERT as a one-step diffusion.)
     """
     _check_K(K)
     a, b = _check_beta(alpha, "alpha"), _check_beta(beta, "beta")
@@ -125,7 +126,7 @@ def mixed_Q(alpha, beta, K: int, mask_id: int) -> torch.Tensor:
 def bert_Q(K: int, mask_id: int, p: float = 0.15) -> torch.Tensor:
     """BERT's corruption (Devlin et al. 2019) as one absorbing + uniform D3PM step.
 
-    Introduced in chapter 2, section 4. A token is selected with probability ``p``; a selected token
+    A token is selected with probability ``p``; a selected token
     becomes [MASK] w.p. 0.8, a uniformly random token of the K (possibly itself) w.p. 0.1, and is
     left unchanged w.p. 0.1. That is :func:`mixed_Q` with ``alpha = 0.8 p`` and ``beta = 0.1 p``:
     a non-mask token stays w.p. ``1 - 0.9 p + 0.1 p / K``, becomes [MASK] w.p. ``0.8 p + 0.1 p / K``
@@ -138,7 +139,7 @@ def bert_Q(K: int, mask_id: int, p: float = 0.15) -> torch.Tensor:
 def stationary(Q) -> torch.Tensor:
     """Stationary distribution ``pi = pi Q`` of a row-stochastic matrix (left eigenvector for eigenvalue 1).
 
-    Introduced in chapter 2, section 1: uniform noise -> the uniform distribution; absorbing noise
+    Uniform noise -> the uniform distribution; absorbing noise
     -> the point mass on [MASK]. Solved as the least-squares system ``[Q^T - I; 1^T] pi = [0; 1]``;
     when the stationary distribution is not unique (e.g. ``Q = I``) this returns the minimum-norm one.
     """
@@ -156,7 +157,7 @@ def stationary(Q) -> torch.Tensor:
 class DiscreteSchedule:
     """``Q_1..Q_T`` and ``Q-bar_0..Q-bar_T`` for one kind of noise and one beta schedule (float64).
 
-    Introduced in chapter 2, section 2. ``Qs[0] = Qbars[0] = I``; ``Qbars[t] = Qbars[t-1] @ Qs[t]``
+    ``Qs[0] = Qbars[0] = I``; ``Qbars[t] = Qbars[t-1] @ Qs[t]``
     (eq. 2). ``alpha_bars[t] = prod_{s<=t} (1 - beta_s)`` is the keep-probability of the closed forms
     (:meth:`closed_form_Qbar`, uniform and absorbing only). Build one from an explicit beta array
     here, or with :func:`uniform_schedule`, :func:`absorbing_schedule`, :func:`gaussian_schedule`.
@@ -221,7 +222,7 @@ class DiscreteSchedule:
 def uniform_schedule(K: int, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> DiscreteSchedule:
     """D3PM's cosine schedule for uniform noise: ``f(t) = cos(((t/T + s)/(1 + s)) pi/2)``,
     ``beta_t = min(1 - f(t)/f(t-1), max_beta)``. Note: ``f`` is *not* squared, unlike Nichol &
-    Dhariwal's cosine schedule in :mod:`course_lib.schedules`. Introduced in chapter 2, section 2."""
+    Dhariwal's cosine schedule in :mod:`course_lib.schedules`."""
     _check_T(T)
     t = torch.arange(T + 1, dtype=_DT)
     f = torch.cos(((t / T + s) / (1 + s)) * math.pi / 2)
@@ -232,7 +233,7 @@ def uniform_schedule(K: int, T: int = 1000, s: float = 0.008, max_beta: float = 
 def absorbing_schedule(K: int, T: int = 1000, mask_id: int | None = None) -> DiscreteSchedule:
     """D3PM's schedule for absorbing noise: ``beta_t = 1 / (T - t + 1)`` (the mutual-information or
     "jsd" schedule). Then ``alpha-bar_t = (T - t) / T``: a token is [MASK] at step t with probability
-    exactly ``t / T``. ``mask_id`` defaults to ``K - 1``. Introduced in chapter 2, section 2."""
+    exactly ``t / T``. ``mask_id`` defaults to ``K - 1``."""
     _check_T(T)
     t = torch.arange(1, T + 1, dtype=_DT)
     return DiscreteSchedule("absorbing", 1.0 / (T - t + 1), K, mask_id=mask_id, name="1/(T-t+1)")
@@ -240,7 +241,7 @@ def absorbing_schedule(K: int, T: int = 1000, mask_id: int | None = None) -> Dis
 
 def gaussian_schedule(K: int, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> DiscreteSchedule:
     """Discretised Gaussian noise with a linear beta schedule (D3PM uses linear betas for it; the
-    endpoints here are Ho et al.'s defaults). Introduced in chapter 2, section 2."""
+    endpoints here are Ho et al.'s defaults)."""
     _check_T(T)
     return DiscreteSchedule("gaussian", torch.linspace(beta_start, beta_end, T, dtype=_DT), K, name="linear")
 
@@ -321,8 +322,6 @@ def _check_mask(mask, x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- forward process
 def q_probs(x0: torch.Tensor, t, schedule: DiscreteSchedule) -> torch.Tensor:
     """``q(x_t | x_0) = Cat(x_t; x_0 Q-bar_t)`` (eq. 2): the x0-rows of ``Q-bar_t``, shape ``(B, L, K)``.
-
-    Introduced in chapter 2, section 2.
     """
     x0 = _check_tokens(x0, schedule, "x0")
     tt = _check_t_batch(t, schedule, x0.shape[0], lo=0)
@@ -331,8 +330,6 @@ def q_probs(x0: torch.Tensor, t, schedule: DiscreteSchedule) -> torch.Tensor:
 
 def q_sample(x0: torch.Tensor, t, schedule: DiscreteSchedule, generator=None) -> torch.Tensor:
     """Sample ``x_t ~ Cat(x_0 Q-bar_t)`` (eq. 2) for tokens ``x0`` of shape ``(B, L)``; ``t`` a scalar or ``(B,)``.
-
-    Introduced in chapter 2, section 2.
     """
     probs = q_probs(x0, t, schedule)
     flat = probs.reshape(-1, schedule.K)
@@ -369,7 +366,7 @@ def q_posterior_logits(x_t: torch.Tensor, x0, t, schedule: DiscreteSchedule) -> 
     (a prediction p~_theta(x_0 | x_t)). With probabilities this is exactly the x0-parameterisation
     of eq. 4, ``p_theta(x_{t-1} | x_t) ∝ sum_{x~0} q(x_{t-1}, x_t | x~0) p~_theta(x~0 | x_t)``,
     because ``q(x_{t-1}, x_t | x~0) = [Q_t]_{x_{t-1}, x_t} [Q-bar_{t-1}]_{x~0, x_{t-1}}``.
-    Impossible states get ``-inf``. Introduced in chapter 2, section 3.
+    Impossible states get ``-inf``.
     """
     fact1, fact2 = _posterior_factors(x_t, x0, t, schedule)
     return torch.log(fact1) + torch.log(fact2)
@@ -380,7 +377,6 @@ def q_posterior(x_t: torch.Tensor, x0, t, schedule: DiscreteSchedule) -> torch.T
 
     Computed in probability space (so gradients stay finite where some states are impossible).
     Raises ValueError where ``x_t`` has probability zero under ``x0`` (the posterior is undefined).
-    Introduced in chapter 2, section 3.
     """
     fact1, fact2 = _posterior_factors(x_t, x0, t, schedule)
     unnorm = fact1 * fact2
@@ -392,8 +388,6 @@ def q_posterior(x_t: torch.Tensor, x0, t, schedule: DiscreteSchedule) -> torch.T
 
 def p_theta(logits_x0: torch.Tensor, x_t: torch.Tensor, t, schedule: DiscreteSchedule) -> torch.Tensor:
     """Reverse step of the x0-parameterisation (eq. 4) from x0-logits: ``q_posterior(x_t, softmax(logits), t)``.
-
-    Introduced in chapter 2, section 3.
     """
     x_t = _check_tokens(x_t, schedule, "x_t")
     logits = _check_logits(logits_x0, x_t, schedule.K)
@@ -421,7 +415,7 @@ def vb_term(logits_x0: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t, sch
     Because ``q(x_0 | x_1, x_0)`` is one-hot, the t = 1 term is also the KL formula of t >= 2.
     (The official code uses the raw ``p~_theta`` at ``t = 1``; the two agree whenever ``Q_1`` is close
     to ``I`` or, for absorbing noise, at masked positions.) ``mask`` (``(B, L)``, 1 = counted, 0 =
-    [PAD]) zeroes excluded positions. Introduced in chapter 2, section 3.
+    [PAD]) zeroes excluded positions.
     """
     x0 = _check_tokens(x0, schedule, "x0")
     x_t = _check_tokens(x_t, schedule, "x_t")
@@ -439,7 +433,7 @@ def vb_term(logits_x0: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t, sch
 
 def prior_kl(x0: torch.Tensor, schedule: DiscreteSchedule) -> torch.Tensor:
     """Prior term ``L_T = KL(q(x_T | x_0) || pi)`` per token, with ``pi`` the stationary distribution of ``Q_T``
-    (uniform noise: uniform; absorbing: [MASK]). Shape ``(B, L)``. Introduced in chapter 2, section 3."""
+    (uniform noise: uniform; absorbing: [MASK]). Shape ``(B, L)``."""
     q = q_probs(x0, schedule.T, schedule)
     pi = stationary(schedule.Qs[schedule.T])
     return _kl(q, pi.expand_as(q))
@@ -452,7 +446,7 @@ def hybrid_loss(logits_x0: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t,
     ``L_vb`` here is the single-step term :func:`vb_term` at the sampled ``t`` (a one-sample estimate;
     multiply by T for the sum over t) and the auxiliary term is the plain cross-entropy of the
     x0-prediction at every counted position. Both are averaged over the positions with ``mask = 1``.
-    ``lam = 0.01`` is the paper's choice for text. Introduced in chapter 2, section 3.
+    ``lam = 0.01`` is the paper's choice for text.
     """
     if not (float(lam) >= 0 and math.isfinite(float(lam))):
         raise ValueError(f"lam must be a finite non-negative number, got {lam!r}")
@@ -466,16 +460,9 @@ def hybrid_loss(logits_x0: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t,
 
 
 # --------------------------------------------------------------------------- the masked-LM identity
-def zero_mask_logits(logits_x0: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """Set the [MASK] logit to -inf so the x0-prediction puts zero mass on [MASK] (MDLM's "SUBS" rule 1)."""
-    out = logits_x0.clone()
-    out[..., mask_id] = -math.inf
-    return out
-
-
 def absorbing_weight(t, schedule: DiscreteSchedule) -> torch.Tensor:
     """Weight ``(alpha-bar_{t-1} - alpha-bar_t) / (1 - alpha-bar_t)`` = posterior probability of unmasking
-    at step t; equals ``1/t`` for ``beta_t = 1/(T - t + 1)``. Introduced in chapter 2, section 3."""
+    at step t; equals ``1/t`` for ``beta_t = 1/(T - t + 1)``."""
     if schedule.kind != "absorbing":
         raise ValueError("absorbing_weight needs an absorbing schedule")
     tt = _check_t(t, schedule, lo=1)
@@ -485,10 +472,10 @@ def absorbing_weight(t, schedule: DiscreteSchedule) -> torch.Tensor:
 
 def absorbing_mlm_identity(logits_x0: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t,
                            schedule: DiscreteSchedule):
-    """Both sides of the chapter 2, section 3 identity, per sequence: returns ``(lhs, rhs)``, each ``(B,)``.
+    """Both sides of the chapter 2 identity, per sequence: returns ``(lhs, rhs)``, each ``(B,)``.
 
     Statement (absorbing noise, x0 free of [MASK], an x0-prediction with zero mass on [MASK], which
-    this function enforces with :func:`zero_mask_logits`). For every step ``t >= 1``:
+    this function enforces with :func:`course_lib.masked.exclude_mask`). For every step ``t >= 1``:
 
         lhs = sum_{positions i} L_{t-1}(i)                   (vb_term, summed over the sequence)
         rhs = w_t * sum_{i : x_t^i = [MASK]} -log p~_theta(x_0^i | x_t)
@@ -509,7 +496,7 @@ def absorbing_mlm_identity(logits_x0: torch.Tensor, x0: torch.Tensor, x_t: torch
     if bool((x0 == schedule.mask_id).any()):
         raise ValueError("x0 must not contain the [MASK] token")
     tt = _check_t_batch(t, schedule, x0.shape[0], lo=1)
-    logits = zero_mask_logits(_check_logits(logits_x0, x0, schedule.K), schedule.mask_id)
+    logits = exclude_mask(_check_logits(logits_x0, x0, schedule.K), schedule.mask_id)
     lhs = vb_term(logits, x0, x_t, tt, schedule).sum(-1)
     ce = -torch.log_softmax(logits, dim=-1).gather(-1, x0[..., None])[..., 0]
     masked = (x_t == schedule.mask_id).to(_DT)

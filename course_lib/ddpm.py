@@ -1,6 +1,6 @@
 """DDPM: forward process, Gaussian posterior, training loss, ELBO, and samplers.
 
-Introduced in chapter 1, sections 1-5. Equation numbers refer to Ho, Jain & Abbeel (2020),
+Equation numbers refer to Ho, Jain & Abbeel (2020),
 "Denoising Diffusion Probabilistic Models", and Song, Meng & Ermon (2021), "Denoising Diffusion
 Implicit Models" (DDIM). Time steps are integers ``t`` in ``1..T`` (``0`` is the data), see
 :mod:`course_lib.schedules`.

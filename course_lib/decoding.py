@@ -1,7 +1,7 @@
 """Parallel decoders of masked diffusion LMs: confidence thresholds (Fast-dLLM, LLaDA 2.0) and token
 editing (LLaDA 2.1), plus a numerical check of Fast-dLLM's Theorem 1.
 
-Introduced in chapter 4 (section 3, parallel decoding; section 5, token editing). Sources:
+Parallel decoding and token editing. Sources:
 
 - Wu et al. (2025), "Fast-dLLM" (arXiv 2505.22618; NVlabs/Fast-dLLM ``llada/generate.py``): inside the
   current block, commit every masked position whose confidence passes a threshold, and always at least
@@ -53,7 +53,7 @@ LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
 # =========================================================================== 1. results
 class DecodeStep(NamedTuple):
-    """One batched model call of a decoder (kept when ``record=True``). Introduced in chapter 4, section 3.
+    """One batched model call of a decoder (kept when ``record=True``).
 
     Canvas-shaped tensors are (B, P + G). Rows that took no part in the call (``active[b]`` False: already
     finished) have ``block = -1``, no M2T/T2T, NaN confidence and proposal -1. Confidence and proposal are
@@ -78,7 +78,7 @@ class DecodeStep(NamedTuple):
 
 
 class DecodeResult(NamedTuple):
-    """What a decoder returns. Introduced in chapter 4, section 3.
+    """What a decoder returns.
 
     ``x[:, prompt_length:]`` is the answer; after a row's first [EOS] block every later position is
     ``eos_id`` (those blocks were never decoded). ``drafts`` and ``edits`` are always kept (they are small)
@@ -302,11 +302,11 @@ def _step_record(step, x, idx, block, is_post, P, proposal, conf, m2t, t2t, new)
 def threshold_decode(model: LogitsFn, prompt: torch.Tensor, gen_length: int, block_length: int, threshold: float,
                      mask_id: int, eos_id: int, temperature: float = 0.0, generator=None,
                      record: bool = False) -> DecodeResult:
-    """Confidence-threshold parallel decoding, block by block. Introduced in chapter 4, section 3.
+    """Confidence-threshold parallel decoding, block by block.
 
-    Fast-dLLM's confidence-aware parallel decoding (Wu et al. 2025; ``llada/generate.py``; REFERENCE.md section 6)
-    as used by LLaDA 2.0 (Bie et al. 2025, section 5.4: "accept all tokens with confidence > threshold";
-    fallback = one token per step, as ``steps == block_length`` by default):
+    Fast-dLLM's confidence-aware parallel decoding (Wu et al. 2025, arXiv 2505.22618; NVlabs/Fast-dLLM
+    ``llada/generate.py``) as used by LLaDA 2.0 (Bie et al. 2025, section 5.4: "accept all tokens with confidence
+    > threshold"; fallback = one token per step, as ``steps == block_length`` by default):
 
     1. canvas ``x = [prompt | MASK * gen_length]``, cut into ``gen_length / block_length`` blocks decoded left
        to right; the blocks after the current one stay [MASK] and are fed to the model;
@@ -322,12 +322,18 @@ def threshold_decode(model: LogitsFn, prompt: torch.Tensor, gen_length: int, blo
                    temperature, generator, record, "threshold decoding")
 
 
+# The two decoding modes of LLaDA 2.1 as (tau_mask, tau_edit). The report names S-Mode (speed) and Q-Mode (quality)
+# without giving their thresholds; the official HF ``generate`` defaults to 0.95 / 0.9 and SGLang's recommended
+# "full editing" setting is 0.5 / 0.0, so the course takes those two ends.
+EDIT_MODES = {"S-Mode": (0.5, 0.0), "Q-Mode": (0.95, 0.9)}
+
+
 def edit_decode(model: LogitsFn, prompt: torch.Tensor, gen_length: int, block_length: int, tau_mask: float,
                 tau_edit: float, mask_id: int, eos_id: int, max_post_steps: int = 16, editing: bool = True,
                 multi_block: bool = False, temperature: float = 0.0, generator=None,
                 record: bool = False) -> DecodeResult:
     """LLaDA 2.1 decoding with token editing (arXiv 2602.08676, section 2, eq. 1-3; the official HF
-    ``generate``, whose loop REFERENCE.md section 5 quotes). Introduced in chapter 4, section 5.
+    ``generate`` of the LLaDA2.1 models' remote code on Hugging Face).
 
     Each step (one model call) proposes v_i = argmax p(. | x_t) (or a sample at ``temperature``) with
     confidence p(v_i) (un-tempered softmax), then updates x_i <- v_i on the union of
@@ -364,9 +370,52 @@ def edit_decode(model: LogitsFn, prompt: torch.Tensor, gen_length: int, block_le
                    "edit decoding" if editing else "threshold decoding")
 
 
+@torch.no_grad()
+def decode_one(model: LogitsFn, prompt: torch.Tensor, gen_length: int, block_length: int, tau_mask: float,
+               tau_edit: float | None, mask_id: int, eos_id: int, max_post_steps: int = 16) -> torch.Tensor:
+    """Threshold decoding and LLaDA 2.1's M2T + T2T editing, written out for one prompt (1-D ids), greedy; returns
+    the answer. ``tau_edit=None`` switches editing off, which is Fast-dLLM / LLaDA 2.0 threshold decoding.
+
+    Each step, one forward pass proposes v_i = argmax p(. | x) at every position. M2T: commit the masked positions
+    of the block with p(v_i) > tau_mask (at least the most confident one). T2T: overwrite committed positions of
+    the block whose proposal differs, if p(v_i) > tau_edit. A block ends when it has no [MASK] left (without
+    editing), or when a step after the last [MASK] edits nothing (or after ``max_post_steps`` such steps). An
+    [EOS] in a finished block ends the answer. :func:`threshold_decode` and :func:`edit_decode` run the same
+    loop on a batch; row by row they return the same answers."""
+    P, G = len(prompt), gen_length
+    x = torch.cat([prompt, torch.full((G,), mask_id, dtype=torch.long)])
+    for start in range(P, P + G, block_length):
+        block = torch.zeros(P + G, dtype=torch.bool)
+        block[start:start + block_length] = True
+        post_steps = 0
+        while True:
+            masked = block & (x == mask_id)
+            post_steps += int(not masked.any())                    # a step after the block's last [MASK]
+            logits = exclude_mask(model(x[None])[0].double(), mask_id)
+            proposal = logits.argmax(-1)
+            conf = torch.softmax(logits, -1).gather(-1, proposal[:, None])[:, 0]             # p(v_i)
+            m2t = masked & (conf > tau_mask)
+            if masked.any() and not m2t.any():                     # always commit at least the most confident
+                m2t[torch.where(masked, conf, -math.inf).argmax()] = True
+            t2t = torch.zeros_like(m2t)
+            if tau_edit is not None:                               # a confident, different token: edit
+                t2t = block & ~masked & (proposal != x) & (conf > tau_edit)
+            x = torch.where(m2t | t2t, proposal, x)
+            mask_left = bool((block & (x == mask_id)).any())
+            if tau_edit is None and not mask_left:
+                break
+            if tau_edit is not None and ((not masked.any() and not t2t.any())
+                                         or (not mask_left and post_steps + 1 > max_post_steps)):
+                break
+        if bool((x[P:start + block_length] == eos_id).any()):     # an [EOS]: the rest of the answer is [EOS]
+            x[start + block_length:] = eos_id
+            break
+    return x[P:]
+
+
 def edit_repairs(result: DecodeResult, reference: torch.Tensor) -> EditRepairs:
-    """How many drafting errors T2T editing repaired, against a reference answer. Introduced in chapter 4,
-    section 5 (LLaDA 2.1's "Draft Fast, Fix Later").
+    """How many drafting errors T2T editing repaired, against a reference answer (LLaDA 2.1's
+    "Draft Fast, Fix Later").
 
     - ``drafted_errors``: M2T commits (each position's first commit) whose token differs from the reference;
     - ``repaired``: T2T edits old -> new with old != reference and new == reference;
@@ -395,8 +444,8 @@ def edit_repairs(result: DecodeResult, reference: torch.Tensor) -> EditRepairs:
 
 
 def playback_frames(result: DecodeResult, row: int = 0, reference=None) -> list[dict]:
-    """One row's decode as frames for the "editing playback" demo (:func:`course_lib.widgets.editing_playback_demo`).
-    Introduced in chapter 4, section 5. Needs a result decoded with ``record=True``.
+    """One row's decode as frames for the "editing playback" demo (:func:`course_lib.demos.ch4.editing_playback_demo`).
+    Needs a result decoded with ``record=True``.
 
     One dict per model call in which the row took part: ``tokens`` (the canvas *after* the step, P + G ids),
     ``m2t`` (positions unmasked at this step), ``t2t`` (``(position, old id, new id)`` edits), ``conf`` (the
@@ -457,8 +506,7 @@ def _binary_entropy(eps: float) -> float:
 
 
 def parallel_decoding_check(joint) -> ParallelDecodingCheck:
-    """Fast-dLLM Theorem 1, numerically (Wu et al. 2025, arXiv 2505.22618, Theorem 1; REFERENCE.md
-    section 6). Introduced in chapter 4, section 3.
+    """Fast-dLLM Theorem 1, numerically (Wu et al. 2025, arXiv 2505.22618, Theorem 1).
 
     ``joint`` is p(x_1, ..., x_n) as a tensor of shape (V,) * n (non-negative, summing to 1). Parallel decoding
     commits every position from its own marginal p_j, i.e. it samples from the product q = prod_j p_j. The
@@ -508,7 +556,7 @@ def parallel_decoding_check(joint) -> ParallelDecodingCheck:
 
 def example_joint(n: int, V: int, eps: float, seed: int = 0, kind: str = "correlated") -> torch.Tensor:
     """A small joint distribution (shape (V,) * n, float64) whose every marginal puts exactly 1 - eps on its
-    most likely value, for sweeping eps through Fast-dLLM's Theorem 1. Introduced in chapter 4, section 3.
+    most likely value, for sweeping eps through Fast-dLLM's Theorem 1.
 
     A random "right answer" x* is drawn from ``seed``; then
 

@@ -1,6 +1,6 @@
 """scikit-learn's 8x8 digits: the data, a reference classifier, and the chapter-1 DDPM on them.
 
-Introduced in chapter 1, section 8 ("From points to pictures: a DDPM on 8x8 digits"). The 1,797 digits ship with
+The 1,797 digits ship with
 scikit-learn (no download). Each image has 8 x 8 pixels with integer values 0..16; we flatten it to
 a vector of D = 64 numbers scaled to [-1, 1] (pixel / 8 - 1), the data range of Ho et al. (2020).
 

@@ -1,6 +1,6 @@
 """Token editing, the training side: LLaDA 2.1's mixed M2T + T2T objective.
 
-Introduced in chapter 4, section 5. LLaDA 2.1 (arXiv 2602.08676, section 3.1) trains one model on two
+LLaDA 2.1 (arXiv 2602.08676, section 3.1) trains one model on two
 streams at once: the drafting stream (M2T, mask-to-token: predict the tokens at [MASK] positions, the usual
 masked-diffusion loss) and the editing stream (T2T, token-to-token: "recover original tokens from random
 noise perturbations"). The report does not give the corruption distribution or the mix; the choices here
@@ -8,7 +8,8 @@ are ours and stated:
 
 - the answer is masked as in LLaDA's SFT (chapter 3): rate t ~ U[eps, 1], the prompt never masked;
 - each *visible* answer token is then replaced, with probability ``edit_rate``, by a different token drawn
-  uniformly from ``edit_vocab`` (uniform perturbations, the reading of a follow-up paper, REFERENCE.md 5);
+  uniformly from ``edit_vocab`` (uniform perturbations, the reading of a follow-up paper on Token-to-Mask
+  remasking, arXiv 2604.18738);
 - with ``draft_rate > 0`` the model also drafts: one extra forward pass (no gradient) proposes its argmax at the
   masked positions, and each masked position is filled with that draft with probability ``draft_rate``.
   Uniform noise is easy to spot; the model's *own* mistakes (a carry it got wrong) are plausible-looking and
@@ -40,7 +41,7 @@ from .tokenizer import Tokenizer
 def perturb(x0: torch.Tensor, noisy: torch.Tensor, editable: torch.Tensor, edit_rate: float, edit_vocab,
             generator=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Replace each ``editable`` position of ``noisy`` with probability ``edit_rate`` by a token of
-    ``edit_vocab`` different from ``x0`` there. Returns ``(corrupted, replaced)``. Introduced in chapter 4, section 5."""
+    ``edit_vocab`` different from ``x0`` there. Returns ``(corrupted, replaced)``."""
     if not 0.0 <= float(edit_rate) <= 1.0:
         raise ValueError(f"edit_rate must lie in [0, 1], got {edit_rate!r}")
     vocab = torch.as_tensor(list(edit_vocab), dtype=torch.long)
@@ -62,7 +63,7 @@ def perturb(x0: torch.Tensor, noisy: torch.Tensor, editable: torch.Tensor, edit_
 def m2t_t2t_loss(model, x0: torch.Tensor, prompt_lengths, mask_id: int, edit_rate: float, edit_vocab,
                  generator=None, eps: float = 1e-3, draft_rate: float = 0.0):
     """LLaDA 2.1's unified M2T + T2T loss for one batch (module docstring): returns ``(loss, parts)`` with
-    ``parts = {"m2t": ..., "t2t": ...}`` (floats). Introduced in chapter 4, section 5.
+    ``parts = {"m2t": ..., "t2t": ...}`` (floats).
 
         loss = (1/B) sum_b [ sum_{i still masked} CE_i / t_b + sum_{i visible answer} CE_i ] / answer_length_b
     """
@@ -90,7 +91,7 @@ def m2t_t2t_loss(model, x0: torch.Tensor, prompt_lengths, mask_id: int, edit_rat
 
 
 # ----------------------------------------------------------------------------------------------
-# An editor for the course language (chapter 4, section 5: editing on free text)
+# An editor for the course language (chapter 4: editing on free text)
 # ----------------------------------------------------------------------------------------------
 
 LM_EDIT_RECIPE = dict(init="lm_mdlm", steps=400, batch_size=64, lr=3e-4, warmup=20, min_lr_ratio=0.1,
@@ -101,7 +102,7 @@ def train_editor(model, ids: torch.Tensor, steps: int, batch_size: int, lr: floa
                  edit_rate: float, draft_rate: float, edit_vocab, mask_id: int, prompt_lengths=None, seed: int = 0,
                  show_progress: bool = True, desc: str = "M2T + T2T"):
     """Fine-tune ``model`` on rows of ``ids`` (N, L) with :func:`m2t_t2t_loss` (AdamW, warmup + cosine, clipping at 1);
-    ``prompt_lengths`` (N,) or None (no prompt). Returns ``(model, losses)``. Introduced in chapter 4, section 5."""
+    ``prompt_lengths`` (N,) or None (no prompt). Returns ``(model, losses)``."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     pl_all = torch.zeros(len(ids), dtype=torch.long) if prompt_lengths is None else torch.as_tensor(prompt_lengths)
@@ -122,8 +123,7 @@ def train_editor(model, ids: torch.Tensor, steps: int, batch_size: int, lr: floa
 def run_lm_edit_recipe(show_progress: bool = True):
     """``lm_edit``: chapter 2's MDLM (lm_mdlm) fine-tuned with the mixed M2T + T2T objective on the course language
     (recipe :data:`LM_EDIT_RECIPE`; no prompt, every canvas position is "answer"; uniform perturbations over every
-    token but [MASK]). Returns ``(model, metrics, seconds)`` for :func:`course_lib.recipes.retrain`.
-    Introduced in chapter 4, section 5."""
+    token but [MASK]). Returns ``(model, metrics, seconds)`` for :func:`course_lib.recipes.retrain`."""
     r = LM_EDIT_RECIPE
     t0 = time.perf_counter()
     model = textlm.load_text_model(r["init"])
@@ -139,8 +139,7 @@ def run_lm_edit_recipe(show_progress: bool = True):
 
 
 def load_editor(name: str = "lm_edit"):
-    """The shipped language editor (``lm_edit``), verified against the manifest, in eval mode. Introduced in
-    chapter 4, section 5."""
+    """The shipped language editor (``lm_edit``), verified against the manifest, in eval mode."""
 
     def build(config):
         return Transformer(TextLMConfig.from_dict({k: v for k, v in config.items() if k != "editing"}).transformer_config())

@@ -1,6 +1,6 @@
 """Fictitious people and one relation: the data of chapter 3's reversal-curse experiment.
 
-Introduced in chapter 3, section 6. The reversal curse (Berglund et al. 2023; LLaDA, Nie et al. 2025,
+The reversal curse (Berglund et al. 2023; LLaDA, Nie et al. 2025,
 section 3.3 and Table 4): a model trained on "A is the mother of B" does not learn "B is the child of
 A". This module builds a small, deterministic world of invented names and mother/child facts, the
 training statements and every query the chapter asks, with the answer key:
@@ -45,7 +45,7 @@ _CODAS = ("", "", "n", "r", "l", "s", "th", "x")
 
 def make_names(n: int, seed: int = 0) -> list[str]:
     """``n`` distinct invented names (two or three syllables), deterministic in ``seed``, none of them a word
-    of the course language. Introduced in chapter 3, section 6."""
+    of the course language."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if n > 5000:
@@ -137,7 +137,7 @@ class FactWorld:
 
 def make_world(n_both: int = 300, n_held_out: int = 100, n_chains: int = 50, seed: int = 0) -> FactWorld:
     """A deterministic :class:`FactWorld`: ``n_both`` pairs in both directions, ``n_held_out`` forward-only
-    pairs and ``n_chains`` forward-only chains of three people. Introduced in chapter 3, section 6."""
+    pairs and ``n_chains`` forward-only chains of three people."""
     for name, v in (("n_both", n_both), ("n_held_out", n_held_out), ("n_chains", n_chains)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
@@ -173,7 +173,6 @@ def world_tokenizer(world: FactWorld):
 
 def ask(model, world: FactWorld, kind: str, seq_len: int = 8) -> list[str]:
     """The model's answer (a single word, normally a name) to every query of ``kind``, greedy (temperature 0).
-    Introduced in chapter 3, section 6.
 
     - AR model (causal attention): the most likely next token after ``[EOS] + prompt`` ([EOS] doubles as the
       start symbol, as in training). A left-masked query cannot be posed to it: ``ValueError``.

@@ -1,13 +1,13 @@
 """Lecture mode: every chapter's interactive demos in one gallery, from precomputed inputs.
 
-Introduced in the README's "Lecture mode" section (it serves all chapters; each demo is introduced in
+The README's "Lecture mode" section explains how to use it (it serves all chapters; each demo is introduced in
 its chapter, named in its entry). A lecturer runs ``./course gallery`` (Voila, a preheated kernel, no
 network) and projects the demos without scrolling through code.
 
 **The registry.** :data:`DEMOS` lists one :class:`GalleryDemo` per demo: its chapter, its key (the
 chapter's "Demo 1a" is key ``"1a"``), title, a one-paragraph explanation, ``compute`` (the chapter's
 own recipe for the demo's inputs, from shipped checkpoints, with the chapter's seeds) and ``build``
-(inputs -> :class:`course_lib.widgets.Demo`). Adding a demo is one entry; the gallery page, the
+(inputs -> :class:`course_lib.demos.base.Demo`). Adding a demo is one entry; the gallery page, the
 browser tests (``tests/test_browser.py``) and the export check iterate over the registry.
 
 **Precomputed inputs.** Some inputs take seconds to compute (sampler trajectories, model answers), and
@@ -30,6 +30,8 @@ from typing import Callable
 
 import numpy as np
 
+from .demos import ch1, ch2, ch3, ch4
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "gallery"
 MANIFEST = ROOT / "data" / "manifest.json"
@@ -42,11 +44,11 @@ _ARRAY = "__array__"
 # ----------------------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class GalleryDemo:
-    """One demo of the gallery. ``compute()`` returns the demo's inputs (a dict of arrays, strings,
-    numbers, lists and dicts with string keys), the way its chapter computes them; ``build(inputs)``
-    returns the :class:`course_lib.widgets.Demo`. ``checkpoints``: the shipped checkpoints ``compute``
-    reads (their hashes are recorded with the inputs). ``name`` is the Demo's own name (DOM class
-    ``demo-<name>``). Introduced in the README's "Lecture mode"."""
+    """One demo of the gallery. ``compute()`` returns the demo's inputs (a dict of arrays, strings, numbers, lists and
+    dicts with string keys): the chapter's own ``*_inputs`` function; ``build(**inputs)`` returns the
+    :class:`course_lib.demos.base.Demo`: the chapter's ``*_demo`` builder. ``checkpoints``: the shipped checkpoints
+    ``compute`` reads (their hashes are recorded with the inputs). ``name`` is the Demo's own name (DOM class
+    ``demo-<name>``)."""
 
     chapter: int
     key: str
@@ -54,7 +56,7 @@ class GalleryDemo:
     title: str
     explanation: str
     compute: Callable[[], dict] = field(repr=False)
-    build: Callable[[dict], object] = field(repr=False)
+    build: Callable[..., object] = field(repr=False)
     checkpoints: tuple[str, ...] = ()
 
     @property
@@ -68,7 +70,7 @@ class GalleryDemo:
 
     def demo(self):
         """The live demo, built from the precomputed inputs (no torch, no model)."""
-        return self.build(self.inputs())
+        return self.build(**self.inputs())
 
 
 def entry(key: str) -> GalleryDemo:
@@ -195,358 +197,6 @@ def precompute(keys=None) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- chapter 1 (DDPM, score)
-class _StoredSchedule:
-    """What :func:`course_lib.widgets.noising_demo` reads from a NoiseSchedule (``T``, ``alpha_bars.numpy()``),
-    rebuilt from a stored array so the gallery kernel needs no torch."""
-
-    class _Array:
-        def __init__(self, a):
-            self._a = np.asarray(a, dtype=np.float64)
-
-        def numpy(self):
-            return self._a
-
-    def __init__(self, alpha_bars):
-        self.alpha_bars = self._Array(alpha_bars)
-        self.T = len(alpha_bars) - 1
-
-
-def _noising_inputs() -> dict:
-    from . import schedules, toy2d
-    lin, cos = schedules.linear_schedule(1000), schedules.cosine_schedule(1000)
-    return {"x0": toy2d.course_gmm().sample(1500, seed=5).numpy(),
-            "alpha_bars": {"linear": lin.alpha_bars.numpy(), "cosine": cos.alpha_bars.numpy()}}
-
-
-def _noising_build(x: dict):
-    from . import widgets
-    return widgets.noising_demo(x["x0"], {k: _StoredSchedule(v) for k, v in x["alpha_bars"].items()})
-
-
-def _toy_model():
-    from . import checkpoints, mlp
-    sd, cfg, _ = checkpoints.load_checkpoint("ddpm2d_gmm")
-    model = mlp.build(cfg)
-    model.load_state_dict(sd)
-    return model.eval()
-
-
-def _score_inputs() -> dict:
-    import torch
-    from . import schedules, score, toy2d
-    gmm, lin, model = toy2d.course_gmm(), schedules.linear_schedule(1000), _toy_model()
-    field_ts = [1, 10, 25, 50, 100, 175, 250, 375, 500, 625, 750, 1000]
-    fx, fy = np.meshgrid(np.linspace(-3.5, 3.5, 21), np.linspace(-3.5, 3.5, 21))
-    fpts = torch.tensor(np.stack([fx.ravel(), fy.ravel()], 1), dtype=torch.float32)
-    dx, dy = np.meshgrid(np.linspace(-3.5, 3.5, 90), np.linspace(-3.5, 3.5, 90))
-    dpts = torch.tensor(np.stack([dx.ravel(), dy.ravel()], 1), dtype=torch.float64)
-    learned, exact, logd, errs = [], [], [], []
-    with torch.no_grad():
-        for t in field_ts:
-            q_t = gmm.noised(float(lin.alpha_bars[t]))
-            exact.append(q_t.score(fpts).numpy().reshape(21, 21, 2))
-            learned.append(score.model_score(model, fpts, t, lin).numpy().reshape(21, 21, 2))
-            logd.append(q_t.log_prob(dpts).numpy().reshape(90, 90).astype(np.float32))
-            xs = q_t.sample(2000, seed=t)
-            errs.append(score.relative_error(score.model_score(model, xs, t, lin), q_t.score(xs)))
-    return {"grid": np.stack([fx, fy], -1), "times": field_ts, "learned": np.stack(learned),
-            "exact": np.stack(exact), "log_density": np.stack(logd), "errors": errs}
-
-
-def _score_build(x: dict):
-    from . import widgets
-    return widgets.score_field_demo(x["grid"], x["times"], x["learned"], x["exact"], x["log_density"], x["errors"])
-
-
-def _trajectory_inputs() -> dict:
-    import torch
-    from . import ddpm, recipes, schedules, sde
-    lin, vp, model, clip = schedules.linear_schedule(1000), sde.VPSDE(), _toy_model(), recipes.TOY_CLIP
-    runs = {
-        "DDPM": lambda g: ddpm.ddpm_sampler(model, (2000, 2), lin, generator=g, clip_x0=clip),
-        "DDIM": lambda g: ddpm.ddim_sampler(model, (2000, 2), lin, steps=50, generator=g, clip_x0=clip),
-        "reverse SDE": lambda g: sde.reverse_sde_sampler(model, (2000, 2), vp, n_steps=1000, generator=g),
-        "PF-ODE": lambda g: sde.pf_ode_sampler(model, (2000, 2), vp, n_steps=100, generator=g),
-    }
-    out = {}
-    for name, make in runs.items():                  # chapter 1, section 7: seed 31 for the learned model
-        ts, st = ddpm.trajectory(make(torch.Generator().manual_seed(31)), keep=51)
-        out[name] = {"times": [float(t) for t in ts], "states": st.numpy().astype(np.float16)}
-    return out
-
-
-def _trajectory_build(x: dict):
-    from . import widgets
-    return widgets.trajectory_demo({k: (v["times"], v["states"].astype(np.float32)) for k, v in x.items()})
-
-
-def _digits_inputs() -> dict:
-    import torch
-    from . import ddpm, digits
-    model = digits.load_ddpm()
-    g = torch.Generator().manual_seed(12)
-    sch = digits.ddpm_schedule()
-    times, rev = ddpm.trajectory(ddpm.ddpm_sampler(model, (10, 64), sch, generator=g, clip_x0=1.0), keep=26)
-    x_real = digits.load_digits_data("test")[0][:10]
-    eps = torch.randn(x_real.shape, generator=g)
-    fwd = torch.stack([ddpm.q_sample(x_real, t, sch, noise=eps) for t in times])
-
-    def to_img(arr):
-        return np.stack([digits.to_images(a.clamp(-1, 1)) for a in arr]).astype(np.float32)
-
-    return {"times": [int(t) for t in times], "forward": to_img(fwd), "reverse": to_img(rev)}
-
-
-def _digits_build(x: dict):
-    from . import widgets
-    return widgets.digits_demo(x["times"], x["forward"], x["reverse"])
-
-
-# ------------------------------------------------------------------------ chapter 2 (D3PM, MDLM)
-def _transition_inputs() -> dict:
-    from . import d3pm, language, textlm, tokenizer
-    tok = tokenizer.Tokenizer.for_language(language.default_grammar())
-    small = {kind: d3pm.make_discrete_schedule(kind, 12, T=1000) for kind in ("uniform", "absorbing", "gaussian")}
-    times = list(range(0, 1001, 20))
-    sentence = next(s for s in language.read_split("train") if len(s) == 10)
-    n_ids = len(tok.encode(sentence))
-    noise_u = np.random.RandomState(5).rand(n_ids)
-    random_words = np.random.RandomState(6).randint(3, len(tok), n_ids)
-    corrupted = {}
-    for kind in ("uniform", "absorbing"):
-        nz = textlm.D3PMNoise(kind, len(tok), 1000)
-        rows = []
-        for t in times:
-            hit = noise_u >= float(nz.alpha_bars[t])
-            rows.append([("[MASK]" if kind == "absorbing" else tok.itos[int(random_words[i])]) if hit[i] else w
-                         for i, w in enumerate(sentence)])
-        corrupted[kind] = rows
-    return {"matrices": {k: s.Qbars[times].numpy() for k, s in small.items()}, "times": times,
-            "sentence": list(sentence), "corrupted": corrupted}
-
-
-def _transition_build(x: dict):
-    from . import widgets
-    return widgets.transition_demo(x["matrices"], x["times"], x["sentence"], x["corrupted"])
-
-
-def _playback_inputs() -> dict:
-    import torch
-    from . import language, masked, textlm, tokenizer
-    tok = tokenizer.Tokenizer.for_language(language.default_grammar())
-    mdlm = textlm.load_text_model("lm_mdlm")
-    play = {}
-    for order in ("random", "confidence"):
-        g = torch.Generator().manual_seed(51)
-        with torch.no_grad():
-            states = [st.x[0].numpy() for st in masked.ancestral_sampler(
-                lambda z: mdlm(z).float(), textlm.SEQ_LEN, textlm.SEQ_LEN, tok.mask_id, g, order=order)]
-        play[f"{order} order"] = np.stack(states)
-    return {"trajectories": play, "itos": list(tok.itos), "mask_id": tok.mask_id}
-
-
-def _playback_build(x: dict):
-    from . import widgets
-    return widgets.playback_demo(x["trajectories"], x["itos"], x["mask_id"])
-
-
-def _nelbo_inputs() -> dict:
-    import math
-
-    import torch
-    from . import language, masked, textlm, tokenizer
-    tok = tokenizer.Tokenizer.for_language(language.default_grammar())
-    mdlm = textlm.load_text_model("lm_mdlm")
-    t_grid = (np.arange(40) + 0.5) / 40
-    by_len = sorted(language.read_split("valid")[:300], key=len)
-    picked = {"short": by_len[20], "medium": by_len[150], "long": by_len[-5]}
-    integrands, examples = {}, {}
-    g = torch.Generator().manual_seed(13)
-    with torch.no_grad():
-        for label, sent in picked.items():
-            x = tokenizer.batchify([sent], tok, textlm.SEQ_LEN)
-            tt = torch.tensor(t_grid, dtype=torch.float64).repeat_interleave(32)
-            xs = x.repeat(len(tt), 1)
-            zt, msk = masked.forward_mask(xs, tt, "linear", tok.mask_id, g)
-            vals = masked.mdlm_loss(mdlm(zt), xs, zt, msk, tt, "linear", mask_id=tok.mask_id).nelbo.reshape(40, 32)
-            mean, se = vals.mean(1).numpy(), (vals.std(1) / math.sqrt(32)).numpy()
-            key = f"{label}: {' '.join(sent[:6])}{' ...' if len(sent) > 6 else ''} ({len(sent)} words)"
-            integrands[key] = {"mean": mean, "se": se, "nelbo": float(np.mean(mean))}
-            examples[key] = [[tok.itos[int(i)] for i in zt[32 * k, :len(sent) + 1]] for k in range(40)]
-    return {"t_grid": t_grid, "integrands": integrands, "examples": examples}
-
-
-def _nelbo_build(x: dict):
-    from . import widgets
-    return widgets.nelbo_integrand_demo(x["t_grid"], x["integrands"], x["examples"])
-
-
-# ----------------------------------------------------------------------------------- chapter 3 (LLaDA)
-def _masking_inputs() -> dict:
-    import torch
-    from . import language, masked, textlm, tokenizer
-    tok = tokenizer.Tokenizer.for_language(language.default_grammar())
-    mdlm = textlm.load_text_model("lm_mdlm")
-    sentence = language.read_split("test")[3]
-    n_words = len(sentence) + 1                       # the words and the [EOS]
-    ts = np.round(np.linspace(0.0, 1.0, 21), 2)
-    order = torch.randperm(41, generator=torch.Generator().manual_seed(5))
-    ids0 = tokenizer.batchify([sentence], tok, 41)
-    rank = torch.empty(41, dtype=torch.long)
-    rank[order] = torch.arange(41)
-    masks, words, probs = [], [], []
-    with torch.no_grad():
-        for t in ts:
-            mm = rank < int(round(t * 41))
-            xt = torch.where(mm[None], torch.full_like(ids0, tok.mask_id), ids0)
-            pr = torch.softmax(masked.exclude_mask(mdlm(xt), tok.mask_id).double(), -1)[0]
-            p3, i3 = pr.topk(3, -1)
-            masks.append(mm[:n_words].numpy())
-            words.append([[tok.itos[j] for j in i3[k].tolist()] if mm[k] else [""] * 3 for k in range(n_words)])
-            probs.append(p3[:n_words].numpy())
-    return {"t": ts, "sentence": list(sentence) + ["[EOS]"], "masks": np.array(masks), "guesses": words,
-            "probs": np.array(probs)}
-
-
-def _masking_build(x: dict):
-    from . import widgets
-    return widgets.masking_demo(x["t"], x["sentence"], x["masks"], x["guesses"], x["probs"])
-
-
-def _generation_inputs() -> dict:
-    import torch
-    from . import language, llada, tasks, textlm
-    itok = tasks.instruction_tokenizer()
-    sft = textlm.load_text_model("sft_mdm")
-    s0 = next(s for s in language.read_split("test") if 8 <= len(s) <= tasks.MAX_COMPLETE_WORDS)
-    prompt = torch.tensor([itok.encode([tasks.COMPLETE, *s0[:7], tasks.SEP])])
-    records = {}
-    for label, rm, bl in (("low confidence, pure diffusion", "low_confidence", 32),
-                          ("random, pure diffusion", "random", 32), ("low confidence, blocks of 8", "low_confidence", 8)):
-        _, rec = llada.generate(sft, prompt, steps=32, gen_length=32, block_length=bl, remasking=rm,
-                                mask_id=itok.mask_id, generator=torch.Generator().manual_seed(0), record=True)
-        records[label] = {"canvases": rec.canvases[:, 0].numpy(), "commit_step": rec.commit_step[0].numpy(),
-                          "commit_conf": rec.commit_conf[0].numpy()}
-    return {"records": records, "itos": list(itok.itos), "mask_id": itok.mask_id, "prompt_length": prompt.shape[1]}
-
-
-def _generation_build(x: dict):
-    from . import widgets
-    return widgets.generation_demo(x["records"], x["itos"], x["mask_id"], x["prompt_length"])
-
-
-def _reversal_inputs() -> dict:
-    from . import facts, textlm
-    world = facts.reversal_world()
-    models = {"ar": textlm.load_text_model("facts_ar"), "mdm": textlm.load_text_model("facts_mdm")}
-    people = [c for _, c in world.held_out]
-    answers = {}
-    for kind in ("forward", "reverse", "left_masked", "control"):
-        row = {"prompt": [" ".join(p) for p, _ in world.queries[kind]],
-               "truth": [a[0] if a else "" for _, a in world.queries[kind]]}
-        for name, model in models.items():
-            try:
-                row[name] = facts.ask(model, world, kind)
-            except ValueError:                          # AR cannot pose a left-masked query
-                row[name] = [""] * len(people)
-        answers[kind] = row
-    return {"people": people, "answers": answers}
-
-
-def _reversal_build(x: dict):
-    from . import widgets
-    return widgets.reversal_demo(x["people"], x["answers"])
-
-
-# ------------------------------------------------------------- chapter 4 (MoE, block diffusion, token editing)
-_EDIT_MODES = {"S-Mode": (0.5, 0.0), "Q-Mode": (0.95, 0.9)}     # chapter 4, section 5: (tau_mask, tau_edit)
-
-
-def _router_inputs() -> dict:
-    import torch
-    from . import language, textlm, tokenizer
-    tok = tokenizer.Tokenizer.for_language(language.default_grammar())
-    moe_model = textlm.load_text_model("moe_llada2")
-    sentence = textlm.language_ids("test")[3:4]        # chapter 4, section 1: test sentence 3, clean
-    n_words = int((sentence[0] != tok.pad_id).sum())
-    with torch.no_grad():
-        moe_model(sentence)
-    layers = moe_model.moe_layers()
-    return {"words": [tok.itos[i] for i in sentence[0, :n_words].tolist()],
-            "experts": np.stack([m.last_routing.experts.numpy()[:n_words] for _, m in layers]),
-            "weights": np.stack([m.last_routing.weights.numpy()[:n_words] for _, m in layers]),
-            "n_experts": int(moe_model.config.n_experts), "layer_names": [f"block {i}" for i, _ in layers]}
-
-
-def _router_build(x: dict):
-    from . import widgets
-    return widgets.router_demo(x["words"], x["experts"], x["weights"], x["n_experts"], layer_names=x["layer_names"])
-
-
-def _block_mask_inputs() -> dict:
-    from . import blockdiff
-    L, sizes = 16, [1, 2, 4, 8, 16]                     # chapter 4, section 2
-    return {"L": L, "block_sizes": sizes,
-            "masks": {str(b): blockdiff.block_diffusion_mask(L, b).numpy() for b in sizes}}
-
-
-def _block_mask_build(x: dict):
-    from . import widgets
-    return widgets.block_mask_demo(x["L"], x["block_sizes"], {int(b): m for b, m in x["masks"].items()})
-
-
-def _editing_inputs() -> dict:
-    from . import arith, decoding
-    editor = arith.load_arith_model("add_edit")
-    pairs = arith.problems("test")[:1000]
-    prompts, full = arith.to_ids(pairs)
-
-    def run(tau_mask, tau_edit, editing, rows):
-        return decoding.edit_decode(editor, prompts[rows], arith.GEN_LENGTH, arith.GEN_LENGTH, tau_mask, tau_edit,
-                                    arith.MASK_ID, arith.EOS_ID, editing=editing, record=True)
-
-    # chapter 4, section 5: the first held-out prompt whose S-Mode draft held an error that T2T repaired
-    s_res = run(*_EDIT_MODES["S-Mode"], True, slice(None))
-    drafts_wrong = (s_res.drafts != full[:, arith.PROMPT_LENGTH:]) & (s_res.drafts >= 0)
-    repaired = [b for b in range(len(pairs)) if bool(drafts_wrong[b].any())
-                and bool(arith.grade(s_res.x[b:b + 1], pairs[b:b + 1]).all())]
-    row = repaired[0] if repaired else 0
-    play = {}
-    for name, editing in (("S-Mode", True), ("Q-Mode", True), ("S-Mode, T2T off", False)):
-        frames = decoding.playback_frames(run(*_EDIT_MODES[name.split(",")[0]], editing, slice(row, row + 1)), 0,
-                                          reference=full[row])
-        play[name] = [{**f, "conf": np.asarray(f["conf"], dtype=np.float64)} for f in frames]   # NaN: not JSON
-    return {"frames": play, "itos": list(arith.ITOS), "prompt_length": arith.PROMPT_LENGTH, "mask_id": arith.MASK_ID,
-            "row": row}
-
-
-def _editing_build(x: dict):
-    from . import widgets
-    return widgets.editing_playback_demo(x["frames"], x["itos"], x["prompt_length"], x["mask_id"])
-
-
-def _threshold_inputs() -> dict:
-    from . import arith
-    if not arith.GRID_PATH.exists():
-        raise ValueError(f"{arith.GRID_PATH} is missing; compute it with: python -m course_lib.arith grid")
-    grid = json.loads(arith.GRID_PATH.read_text())
-    if grid.get("model") != "add_edit":
-        raise ValueError(f"{arith.GRID_PATH} was computed from {grid.get('model')!r}, not add_edit; recompute it "
-                         f"with: python -m course_lib.arith grid")
-    refs = {}
-    for name, (tm, te) in _EDIT_MODES.items():       # chapter 4, section 5: S and Q read from the stored grid
-        i, j = grid["tau_mask"].index(tm), grid["tau_edit"].index(te)
-        refs[f"{name} (ours)"] = [grid["tpf"][i][j], grid["accuracy"][i][j]]
-    return {"tau_mask": grid["tau_mask"], "tau_edit": grid["tau_edit"], "tpf": np.array(grid["tpf"]),
-            "accuracy": np.array(grid["accuracy"]), "references": refs}
-
-
-def _threshold_build(x: dict):
-    from . import widgets
-    return widgets.threshold_demo(x["tau_mask"], x["tau_edit"], x["tpf"], x["accuracy"],
-                                  references={k: tuple(v) for k, v in x["references"].items()})
-
-
 # ------------------------------------------------------------------------------------------ the list
 DEMOS: list[GalleryDemo] = [
     GalleryDemo(
@@ -556,28 +206,28 @@ DEMOS: list[GalleryDemo] = [
         "The same noise is reused at every t, so each point travels along one path. The right panel shows "
         "&alpha;&#772;<sub>t</sub> and the signal-to-noise ratio of the chosen schedule: with the cosine schedule the "
         "structure survives much longer than with the linear one.",
-        _noising_inputs, _noising_build),
+        ch1.noising_inputs, ch1.noising_demo),
     GalleryDemo(
         1, "1b", "score", "The score field over time",
         "Arrows show the direction of the score &nabla; log q<sub>t</sub>(x), exact (left) and learned by the "
         "trained network (right), over the shaded density q<sub>t</sub>. Near the data the field points sharply at "
         "the nine components; as t grows the modes merge and the field becomes the simple pull towards the "
         "origin of a standard Gaussian. The caption gives the network's mean relative error at each t.",
-        _score_inputs, _score_build, ("ddpm2d_gmm",)),
+        ch1.score_field_inputs, ch1.score_field_demo, ("ddpm2d_gmm",)),
     GalleryDemo(
         1, "1c", "trajectory", "Reverse trajectories of four samplers",
         "Pick a sampler and scrub from pure noise (frame 0) to samples (frame 50). The black lines follow 25 "
         "particles: the stochastic samplers (DDPM, the reverse SDE) jitter all the way down and spend 1,000 "
         "network calls, the deterministic ones (DDIM, the probability-flow ODE) glide to the same "
         "distribution in 50 to 200 calls.",
-        _trajectory_inputs, _trajectory_build, ("ddpm2d_gmm",)),
+        ch1.trajectory_inputs, ch1.trajectory_demo, ("ddpm2d_gmm",)),
     GalleryDemo(
         1, "1d", "digits", "Digits: noising and denoising",
         "Top row: ten real held-out 8&times;8 digits pushed through the forward process to step t. Bottom row: "
         "one reverse run of the trained digits model, shown at the same t. Slide from t = 1000, where both "
         "rows are pure noise, to t = 0: the forward row dissolves into noise the same way the reverse row "
         "condenses out of it.",
-        _digits_inputs, _digits_build, ("ddpm_digits",)),
+        ch1.digits_inputs, ch1.digits_demo, ("ddpm_digits",)),
     GalleryDemo(
         2, "2a", "transition", "Transition matrices: uniform, absorbing, Gaussian",
         "The heatmap is the cumulative transition matrix Q&#772;<sub>t</sub> over 12 categories (row: the clean "
@@ -585,7 +235,7 @@ DEMOS: list[GalleryDemo] = [
         "(a word becomes another word, orange) and by absorbing noise (a word becomes [MASK], grey). "
         "Uniform noise is insidious: a replaced word still looks like a word; absorbing noise announces "
         "where the damage is.",
-        _transition_inputs, _transition_build),
+        ch2.transition_inputs, ch2.transition_demo),
     GalleryDemo(
         2, "2b", "playback", "Denoising playback: random and confidence order",
         "One MDLM sample written in 41 steps, in random order and in confidence order (same seed). Masked "
@@ -593,63 +243,63 @@ DEMOS: list[GalleryDemo] = [
         "unmasked at the current step are ringed in green. Both orders start with [PAD]s, the model's likeliest "
         "token; confidence order commits one at a random position and grows a block of [PAD]s around it, so its "
         "sentence ends early.",
-        _playback_inputs, _playback_build, ("lm_mdlm",)),
+        ch2.playback_inputs, ch2.playback_demo, ("lm_mdlm",)),
     GalleryDemo(
         2, "2c", "nelbo", "The NELBO integrand over t",
         "The bound of one sentence is the area under this curve: at each t, mask the sentence at rate t, "
         "ask the model for the hidden words, and weight the loss by 1/t. Drag t to see the masked sentence "
         "the model faces, the integrand (mean of 32 mask draws, with a band of two standard errors) and the "
         "running area. Early times are cheap but weighted heavily; late ones cost many nats per word.",
-        _nelbo_inputs, _nelbo_build, ("lm_mdlm",)),
+        ch2.nelbo_integrand_inputs, ch2.nelbo_integrand_demo, ("lm_mdlm",)),
     GalleryDemo(
         3, "3a", "masking", "Masking explorer: the model's guesses",
         "Drag t to hide more of a sentence (the same random order at every t, so masks only grow) and "
         "read the masked diffusion model's top-3 guesses at each hidden position; green means the top guess "
         "is the hidden word. At low t the context pins most words down; at high t the model falls back on "
         "what is likely anywhere: frequent words, [EOS] and padding at the end.",
-        _masking_inputs, _masking_build, ("lm_mdlm",)),
+        ch3.masking_inputs, ch3.masking_demo, ("lm_mdlm",)),
     GalleryDemo(
         3, "3b", "generation", "LLaDA generation: what is committed at each step",
         "One [complete] instruction decoded three ways by the fine-tuned model. Slide through the 32 steps: "
         "grey chips are still masked, each committed token is coloured by the confidence it had when "
         "committed, and the tokens committed at the current step are outlined. Compare where low-confidence "
         "remasking starts with random remasking and with semi-autoregressive blocks of 8.",
-        _generation_inputs, _generation_build, ("sft_mdm",)),
+        ch3.generation_inputs, ch3.generation_demo, ("sft_mdm",)),
     GalleryDemo(
         3, "3c", "reversal", "Reversal explorer: who can answer which query?",
         "Pick one of the 100 held-out people, whose fact was only ever stated forward in training, and see "
         "the autoregressive model and the masked diffusion model answer four questions: forward, reverse, "
         "left-masked (a question only a bidirectional model can pose) and a control with no right answer. "
         "Green is right, red wrong.",
-        _reversal_inputs, _reversal_build, ("facts_ar", "facts_mdm")),
+        ch3.reversal_inputs, ch3.reversal_demo, ("facts_ar", "facts_mdm")),
     GalleryDemo(
         4, "4a", "router", "Router explorer: which experts does each token use?",
         "One held-out sentence through the mixture-of-experts model (16 experts, top-3 plus a shared one). Drag "
         "the token slider along the sentence and watch its row light up in the grid: each token goes to three "
         "experts, with gate weights from the sigmoid router. Switch layers to compare the two MoE blocks; the "
         "load panel shows how evenly the sentence's assignments spread, against the dashed balanced line.",
-        _router_inputs, _router_build, ("moe_llada2",)),
+        ch4.router_inputs, ch4.router_demo, ("moe_llada2",)),
     GalleryDemo(
         4, "4b", "block_mask", "Block-mask explorer: from AR to MDLM",
         "The block-diffusion training mask over [x<sub>t</sub> ; x<sub>0</sub>] for a sequence of 16 tokens "
         "(coloured: may attend). Drag the block size from 1 to 16: at L<sub>B</sub> = 1 each noisy token sees "
         "only the clean tokens before it, an autoregressive model; at L<sub>B</sub> = 16 the noisy half sees "
         "all of itself and nothing clean, MDLM. In between: bidirectional inside a block, causal across blocks.",
-        _block_mask_inputs, _block_mask_build),
+        ch4.block_mask_inputs, ch4.block_mask_demo),
     GalleryDemo(
         4, "4c", "editing", "Editing playback: draft fast, fix later",
         "One held-out sum decoded by the editing model, step by step: green rings are masks turned into "
         "tokens (M2T), orange rings are tokens edited into others (T2T), with the replaced token struck "
         "through; red marks a wrong digit. Step through S-Mode and watch a drafted error get repaired, then "
         "switch to Q-Mode (slower, careful) and to S-Mode with T2T off, where the same error stays.",
-        _editing_inputs, _editing_build, ("add_edit",)),
+        ch4.editing_playback_inputs, ch4.editing_playback_demo, ("add_edit",)),
     GalleryDemo(
         4, "4d", "threshold", "Threshold explorer: speed against accuracy",
         "Every (&tau;<sub>mask</sub>, &tau;<sub>edit</sub>) setting of the editing decoder on 1,000 held-out "
         "sums, as tokens per forward pass against exact-sum accuracy; the stars are this chapter's S-Mode and "
         "Q-Mode. Drag &tau;<sub>mask</sub> down to draft more tokens per step, then drag &tau;<sub>edit</sub> "
         "to see how much accuracy editing buys back (&tau;<sub>edit</sub> = 1 switches T2T off).",
-        _threshold_inputs, _threshold_build, ("add_edit",)),
+        ch4.threshold_inputs, ch4.threshold_demo, ("add_edit",)),
 ]
 check_registry(DEMOS)
 

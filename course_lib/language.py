@@ -1,6 +1,5 @@
 """The course's embedded language: a small probabilistic context-free grammar (PCFG) we can check exactly.
 
-Introduced in chapter 2, section 1 ("A language we know exactly"); used again in chapters 3 and 4.
 It implements:
 
 - the grammar itself, written below as readable data (``RULES`` plus the word lists), with
@@ -176,7 +175,7 @@ class Entropy(NamedTuple):
 class Grammar:
     """A PCFG with a sampler, an exact inside-algorithm scorer, and length truncation at ``max_len``.
 
-    Introduced in chapter 2, section 1. ``rules`` maps each nonterminal (UPPER_CASE) to a list of
+    ``rules`` maps each nonterminal (UPPER_CASE) to a list of
     ``(rhs, probability)``; symbols that are not nonterminals are terminal tokens. The grammar must
     have no empty right-hand sides and no cycle of unary rules A -> B -> ... -> A.
     """
@@ -409,8 +408,6 @@ def sample_sentence(rng, grammar: Grammar | None = None) -> list[str]:
 
 def sample_corpus(n: int, seed: int, grammar: Grammar | None = None) -> list[list[str]]:
     """``n`` independent sentences, deterministic given ``seed`` (numpy ``default_rng(seed)``, PCG64).
-
-    Introduced in chapter 2, section 1.
     """
     if int(n) != n or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
@@ -433,7 +430,7 @@ def entropy_per_token(n: int = ENTROPY_SAMPLES, seed: int = ENTROPY_SEED,
                       grammar: Grammar | None = None) -> Entropy:
     """Monte Carlo estimate of the language's entropy per token, in nats, with its standard error.
 
-    Introduced in chapter 2, section 2 ("The floor under every loss"). Convention: every sentence
+    Convention: every sentence
     ends with one [EOS] token, which counts as a token, so
 
         H = E[-log p(x)] / E[len(x) + 1]

@@ -1,6 +1,6 @@
 """LLaDA: semi-autoregressive sampling with remasking, likelihood estimates.
 
-Introduced in chapter 3. Follows Nie et al. (2025), "Large Language Diffusion Models" (LLaDA,
+Follows Nie et al. (2025), "Large Language Diffusion Models" (LLaDA,
 arXiv 2502.09992) and its official code (github.com/ML-GSAI/LLaDA): ``GUIDELINES.md`` for the two
 losses, ``generate.py`` for the sampler, ``get_log_likelihood.py`` / ``eval_llada.py`` for the
 likelihood. The unsupervised classifier-free guidance (CFG) comes from Nie et al. (2025, ICLR),
@@ -43,7 +43,7 @@ _NEG_INF = float("-inf")
 
 # =========================================================================== 1. sampling
 def num_transfer_tokens(mask_count, steps: int) -> torch.Tensor:
-    """How many tokens to commit at each of ``steps`` steps: (B, steps) long. Introduced in chapter 3, section 3.
+    """How many tokens to commit at each of ``steps`` steps: (B, steps) long.
 
     ``generate.py``'s ``get_num_transfer_tokens``: with n masked tokens in a row, every step commits
     ``n // steps`` and the first ``n % steps`` steps one more. LLaDA's schedule is linear (alpha_t = 1 - t),
@@ -68,7 +68,7 @@ def num_transfer_tokens(mask_count, steps: int) -> torch.Tensor:
 def gumbel_max(logits: torch.Tensor, temperature: float, generator=None) -> torch.Tensor:
     """A sample from softmax(logits / temperature) at every position, by the Gumbel-max trick, in float64.
 
-    Introduced in chapter 3, section 3. ``generate.py`` computes ``argmax exp(l) / (-log u)^tau``; its log,
+    ``generate.py`` computes ``argmax exp(l) / (-log u)^tau``; its log,
     ``l - tau log(-log u) = tau (l / tau + G)`` with G = -log(-log u) ~ Gumbel(0, 1), has the same argmax and
     cannot overflow. float64 because low-precision Gumbel noise lowers generation quality (the
     official docstring, citing arXiv 2409.02908). ``temperature == 0`` is greedy (no random draw)."""
@@ -84,7 +84,7 @@ def guided_logits(model: LogitsFn, x: torch.Tensor, prompt_index: torch.Tensor, 
                   mask_id: int = MASK_ID) -> torch.Tensor:
     """The logits LLaDA samples from: float64, [MASK] column at -inf, with optional unsupervised CFG.
 
-    Introduced in chapter 3, section 4. With ``cfg_scale`` w > 0 the unconditional input is ``x`` with
+    With ``cfg_scale`` w > 0 the unconditional input is ``x`` with
     every prompt position (``prompt_index``, (L,) bool) replaced by [MASK], both go through the model in
     one batch, and  logits = un + (w + 1) (cond - un), i.e. p ~ p(.|prompt)^(1+w) / p(.|no prompt)^w
     (SMDM; in the LLaDA paper p ~ p(r0|p0,rt)^(1+w) / p(r0|m,rt)^w). Entries where that is undefined
@@ -161,7 +161,7 @@ def generate_steps(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_l
                    block_length: int = 32, temperature: float = 0.0, cfg_scale: float = 0.0,
                    remasking: str = "low_confidence", mask_id: int = MASK_ID, generator=None) -> Iterator[LLaDAStep]:
     """LLaDA's sampler (``generate.py``) as a stream: yields the initial canvas, then the state after each of
-    the ``steps`` steps. Introduced in chapter 3, section 3; :func:`generate` is the usual entry point.
+    the ``steps`` steps. :func:`generate` is the usual entry point.
 
     1. canvas ``x = [prompt | MASK * gen_length]``; the answer is cut into ``gen_length / block_length``
        blocks, decoded left to right (semi-autoregressive when ``block_length < gen_length``), each with
@@ -211,12 +211,39 @@ def generate_steps(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_l
 
 
 @torch.no_grad()
+def generate_one(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_length: int = 32, block_length: int = 32,
+                 temperature: float = 0.0, mask_id: int = MASK_ID, generator=None) -> torch.Tensor:
+    """LLaDA's generate loop with low-confidence remasking, written out for one prompt (1-D ids); returns the
+    canvas ``[prompt | answer]``. Blocks are decoded left to right; in each of a block's steps the model proposes
+    a token at every position, and the ``num_transfer_tokens`` most confident proposals at masked positions of
+    the block are committed (confidences within 1e-5 in log-odds are ties, broken by a draw from ``generator``).
+
+    :func:`generate` is the same loop for a batch (with classifier-free guidance, random remasking and a record);
+    for one prompt and the same generator it draws the same random numbers and returns the same canvas."""
+    tie_generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    x = torch.cat([prompt, torch.full((gen_length,), mask_id, dtype=torch.long)])[None]       # (1, P + G)
+    P, per_block = len(prompt), steps // (gen_length // block_length)
+    for start in range(P, P + gen_length, block_length):
+        block = torch.zeros_like(x, dtype=torch.bool)
+        block[:, start:start + block_length] = True
+        transfer = num_transfer_tokens(int((x[block] == mask_id).sum()), per_block)[0]   # tokens per step
+        for k in transfer.tolist():
+            logits = exclude_mask(model(x).double(), mask_id)                            # (1, P + G, V)
+            proposal = gumbel_max(logits, temperature, generator)                        # x0 in generate.py
+            logp = torch.log_softmax(logits, -1).gather(-1, proposal[..., None])[..., 0]   # its log-probability
+            eligible = (x == mask_id) & block
+            key = torch.where(eligible, log_odds(logp), _NEG_INF)                        # confidence, as log-odds
+            commit = eligible & (confidence_rank(key, tie_generator) < k)                # the k most confident
+            x = torch.where(commit, proposal, x)
+    return x[0]
+
+
+@torch.no_grad()
 def unconditional_samples(model: LogitsFn, n: int, steps: int, gen_length: int, block_length: int | None = None,
                           temperature: float = 1.0, remasking: str = "low_confidence", seed: int = 0,
                           batch_size: int = 500, mask_id: int = MASK_ID) -> torch.Tensor:
     """``n`` samples (n, gen_length) of :func:`generate` from an empty prompt, in batches drawn in turn from one
-    generator seeded with ``seed`` (so the first ``batch_size`` samples are those of a run with that ``n``).
-    Introduced in chapter 3, section 1."""
+    generator seeded with ``seed`` (so the first ``batch_size`` samples are those of a run with that ``n``)."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for b in range(0, n, batch_size):
@@ -242,7 +269,7 @@ def generate(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_length:
              mask_id: int = MASK_ID, generator=None, record: bool = False):
     """LLaDA generation (``generate.py``): the final canvas (B, P + gen_length), prompt included.
 
-    Introduced in chapter 3, section 3; see :func:`generate_steps` for the algorithm. ``prompt`` is a
+    See :func:`generate_steps` for the algorithm. ``prompt`` is a
     (B, P) long tensor (rows of equal length). All randomness comes from ``generator`` (a CPU
     ``torch.Generator``), so a seed fixes the result. With ``record=True`` returns
     ``(x, GenerationRecord)``. The answer is ``x[:, P:]``; cut it at the first EOS to read it."""
@@ -335,7 +362,7 @@ def _stratified_counts(k: int, L: int, b: int) -> torch.Tensor:
 def stratified_mask_counts(L: int, b: int, generator=None) -> torch.Tensor:
     """LLaDA's numbers of masked answer tokens for a mini-batch of b copies: (b,) long in 1..L.
 
-    Introduced in chapter 3, section 5 (``get_log_likelihood.py``, ``_forward_process``): draw k ~ U{1..L},
+    As LLaDA's ``get_log_likelihood.py`` (``_forward_process``): draw k ~ U{1..L},
     take n_i = round(linspace(k, k + (b - 1) L / b, b)) and wrap into 1..L, so the b counts spread evenly
     over 1..L (stratified sampling). We compute k + i L / b exactly; ``torch.round`` rounds exact halves to
     even, which makes n_i always even for the copies i where i L / b is a half-integer. So the counts are
@@ -349,7 +376,7 @@ def stratified_mask_counts(L: int, b: int, generator=None) -> torch.Tensor:
 def stratified_count_probs(L: int, b: int) -> torch.Tensor:
     """P(a copy masks n answer tokens), n = 0..L, under :func:`stratified_mask_counts`: (L + 1,) float64.
 
-    Introduced in chapter 3, section 5. Uniform 1/L (paper eq. 6) unless rounding ties occur: e.g.
+    Uniform 1/L (paper eq. 6) unless rounding ties occur: e.g.
     L = 4, b = 16 gives (3, 5, 3, 5) / 16 for n = 1..4."""
     L, b = check_int(L, "L"), check_int(b, "b")
     counts = torch.cat([_stratified_counts(k, L, b) for k in range(1, L + 1)])
@@ -368,7 +395,7 @@ def elbo_llada(model: LogitsFn, prompt, answer, mc: int = 128, batch_size: int =
                generator=None, cfg_scale: float = 0.0) -> ELBOEstimate:
     """LLaDA's lower-variance estimate of log p(answer | prompt) (paper eq. 6; ``get_log_likelihood.py``).
 
-    Introduced in chapter 3, section 5. With A answer tokens, each copy masks exactly l of them (uniform
+    With A answer tokens, each copy masks exactly l of them (uniform
     subset, the prompt never masked) and scores  (A / l) sum_{masked i} log p_theta(answer_i | prompt, copy).
     The counts l of a mini-batch of ``batch_size`` copies come from :func:`stratified_mask_counts`. Returns
     minus the official ``get_log_likelihood``'s loss, averaged over ``mc`` copies. CFG as in
@@ -390,7 +417,7 @@ def elbo_t_based(model: LogitsFn, prompt, answer, mc: int = 128, batch_size: int
                  generator=None, eps: float = 1e-3, cfg_scale: float = 0.0) -> ELBOEstimate:
     """The plain estimate of log p(answer | prompt), in the form of the SFT objective (t ~ U, weight 1/t).
 
-    Introduced in chapter 3, section 5. Each copy draws t = (1 - eps) u + eps with u ~ U(0, 1), masks every
+    Each copy draws t = (1 - eps) u + eps with u ~ U(0, 1), masks every
     answer token independently with probability t, and scores (1/t) sum_{masked i} log p_theta(answer_i | prompt, copy).
 
     Its exact expectation is :func:`exact_elbo_t_based` with the same ``eps``. At eps = 0 that is the ELBO
@@ -426,7 +453,7 @@ def _all_masks_log_probs(model, prompt, answer, mask_id, cfg_scale, batch_size):
 def t_based_mask_weights(A: int, eps: float = 0.0) -> torch.Tensor:
     """c_k = E_t[ t^k (1-t)^(A-k) / t ] for t = (1 - eps) u + eps, u ~ U(0, 1), k = 0..A: (A + 1,) float64.
 
-    Introduced in chapter 3, section 5: the total weight the t-based estimator gives one particular set of k
+    The total weight the t-based estimator gives one particular set of k
     masked answer tokens, (1/(1-eps)) int_eps^1 t^(k-1) (1-t)^(A-k) dt, by Gauss-Legendre quadrature (exact for
     these polynomials). At eps = 0 it is the Beta function B(k, A-k+1) = 1 / (k C(A, k)). c_0 = 0."""
     A, eps = check_int(A, "A"), check_eps(eps)
@@ -444,7 +471,7 @@ def exact_elbo_t_based(model: LogitsFn, prompt, answer, mask_id: int = MASK_ID, 
 
         sum over masks M != {} of  c_|M| * sum_{i in M} log p_theta(answer_i | prompt, answer with M masked)
 
-    with c_k from :func:`t_based_mask_weights`. Introduced in chapter 3, section 5. For short answers only."""
+    with c_k from :func:`t_based_mask_weights`. For short answers only."""
     pats, sums = _all_masks_log_probs(model, prompt, answer, mask_id, cfg_scale, batch_size)
     c = t_based_mask_weights(pats.shape[1], eps)
     return float((c[pats.sum(1)] * sums).sum())
@@ -456,7 +483,7 @@ def exact_elbo_llada(model: LogitsFn, prompt, answer, mask_id: int = MASK_ID, cf
     """The exact expectation of LLaDA's estimator (paper eq. 6), by enumerating all 2^A masks: a mask with k of
     A answer tokens has probability P(l = k) / C(A, k) = 1 / (A C(A, k)) and weight A / k.
 
-    Introduced in chapter 3, section 5. The product 1 / (k C(A, k)) is :func:`t_based_mask_weights` at eps = 0, so
+    The product 1 / (k C(A, k)) is :func:`t_based_mask_weights` at eps = 0, so
     both forms are the same ELBO: a uniformly random unmasking order and the chain rule (masked diffusion is an
     any-order autoregressive model). For the exact denoiser it equals log p(answer | prompt).
     ``mc_batch_size=b`` uses instead the count distribution of the code's stratified mini-batches of b copies
@@ -482,7 +509,7 @@ ESTIMATORS = ("llada", "t_based", "exact")
 def score_choices(model: LogitsFn, prompt, choices: Sequence, estimator: str = "llada", mc: int = 128,
                   batch_size: int = 16, mask_id: int = MASK_ID, generator=None, cfg_scale: float = 0.0) -> ChoiceScores:
     """Multiple-choice scoring as in LLaDA's lm-eval harness: the choice with the highest estimated
-    log p(choice | prompt) wins. Introduced in chapter 3, section 5.
+    log p(choice | prompt) wins.
 
     ``estimator``: ``"llada"`` (:func:`elbo_llada`), ``"t_based"`` (:func:`elbo_t_based`) or ``"exact"``
     (:func:`exact_elbo_llada`, short choices only). Choices may differ in length; scores are summed

@@ -1,6 +1,6 @@
 """Masked (absorbing-state) diffusion: MDLM / LLaDA forward process, SUBS, NELBO, exact toy, samplers.
 
-Introduced in chapter 2, sections 5-6; reused by chapter 3. Equation numbers refer to Sahoo et al.
+Equation numbers refer to Sahoo et al.
 (2024), "Simple and Effective Masked Diffusion Language Models" (MDLM), and Nie et al. (2025),
 "Large Language Diffusion Models" (LLaDA).
 
@@ -22,7 +22,6 @@ import torch
 
 from . import checkpoints
 from .checks import check_eps, check_int, check_tokens
-from .ddpm import final  # noqa: F401  (re-exported: run a sampler, return its last x)
 from .nn import Transformer, TransformerConfig
 from .training import training_loop
 
@@ -33,7 +32,7 @@ LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 class MaskSchedule:
     """alpha_t (keep probability) on t in [0, 1], its derivative, and the NELBO weight.
 
-    Introduced in chapter 2, section 5 (MDLM eq. 10): w(t) = -alpha'_t / (1 - alpha_t) > 0."""
+    MDLM eq. 10: w(t) = -alpha'_t / (1 - alpha_t) > 0."""
     name = "base"
 
     def alpha(self, t) -> torch.Tensor:
@@ -120,7 +119,7 @@ def _check_times(t, lo_open: bool = False) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- time sampling
 def sample_times(batch: int, generator=None, antithetic: bool = True, eps: float = 1e-3) -> torch.Tensor:
-    """t of shape (batch,) in [eps, 1]. Introduced in chapter 2, section 5.
+    """t of shape (batch,) in [eps, 1].
 
     Antithetic (low-discrepancy) sampling as in MDLM's ``_sample_t``: t_i = (u_i/B + i/B) mod 1, so
     exactly one t falls in each stratum [i/B, (i+1)/B) (MDLM draws one u_i per stratum; a shared u
@@ -173,7 +172,7 @@ def _batch_times(t, batch: int) -> torch.Tensor:
 def forward_mask(x0: torch.Tensor, t, schedule, mask_id: int, generator=None):
     """Sample x_t ~ q(x_t | x_0): each token independently becomes [MASK] with probability 1 - alpha_t.
 
-    Introduced in chapter 2, section 5 (MDLM: q(z_t | x) = Cat(z_t; alpha_t x + (1 - alpha_t) m)).
+    MDLM: q(z_t | x) = Cat(z_t; alpha_t x + (1 - alpha_t) m).
     ``t`` is a scalar or shape (B,). Returns ``(x_t, masked)`` with ``masked`` a (B, L) bool tensor."""
     check_tokens(x0, "x0")
     if bool((x0 == mask_id).any()):
@@ -188,7 +187,7 @@ def forward_mask(x0: torch.Tensor, t, schedule, mask_id: int, generator=None):
 
 def llada_forward_process(x0: torch.Tensor, mask_id: int, generator=None, eps: float = 1e-3):
     """LLaDA's pretraining corruption: t ~ U(0, 1) per sequence, p_mask = (1 - eps) t + eps, each token
-    masked with probability p_mask. Returns ``(x_t, masked, p_mask)``. Introduced in chapter 2, section 5.
+    masked with probability p_mask. Returns ``(x_t, masked, p_mask)``.
 
     LLaDA's loss, CE(masked) / p_mask summed and divided by B*L, equals :func:`mdlm_loss` with the
     linear schedule evaluated at t = p_mask (w = 1/p_mask) and no padding."""
@@ -200,24 +199,14 @@ def llada_forward_process(x0: torch.Tensor, mask_id: int, generator=None, eps: f
 
 # --------------------------------------------------------------------------- SUBS parameterisation
 def subs_log_probs(logits: torch.Tensor, x_t: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """log x_theta(z_t) under MDLM's SUBS parameterisation (eq. 7). Introduced in chapter 2, section 5.
+    """log x_theta(z_t) under MDLM's SUBS parameterisation (eq. 7).
 
     1. zero masking probability: the [MASK] logit is set to -inf before the log-softmax;
     2. carry-over unmasking: where z_t^l != [MASK], the distribution is a point mass on z_t^l.
-    Returns log-probabilities of shape (B, L, V)."""
-    check_tokens(x_t, "x_t")
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or logits.shape[:2] != x_t.shape:
-        raise ValueError(f"logits must have shape (B, L, V) = {tuple(x_t.shape)} + (V,), "
-                         f"got {tuple(getattr(logits, 'shape', ()))}")
-    V = logits.shape[-1]
-    if not 0 <= mask_id < V:
-        raise ValueError(f"mask_id {mask_id} is outside the vocabulary of size {V}")
-    if int(x_t.max()) >= V:
-        raise ValueError(f"x_t holds token ids >= V = {V}")
+    Returns log-probabilities of shape (B, L, V). (Its callers check their inputs: :func:`check_logits`.)"""
+    logp = torch.log_softmax(exclude_mask(logits, mask_id), dim=-1)
     neg_inf = torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device)
-    is_mask_col = torch.arange(V, device=logits.device) == mask_id
-    logp = torch.log_softmax(torch.where(is_mask_col, neg_inf, logits), dim=-1)
-    carry = torch.where(torch.nn.functional.one_hot(x_t, V).bool(), torch.zeros_like(neg_inf), neg_inf)
+    carry = torch.where(torch.nn.functional.one_hot(x_t, logits.shape[-1]).bool(), torch.zeros_like(neg_inf), neg_inf)
     return torch.where((x_t == mask_id).unsqueeze(-1), logp, carry)
 
 
@@ -230,7 +219,7 @@ class MDLMLoss(NamedTuple):
 
 def mdlm_loss(logits, x0: torch.Tensor, x_t: torch.Tensor, masked: torch.Tensor, t, schedule, *,
               mask_id: int, pad_mask: torch.Tensor | None = None) -> MDLMLoss:
-    """Monte-Carlo estimate of MDLM's continuous-time NELBO (eq. 10-11), introduced in chapter 2, section 5:
+    """Monte-Carlo estimate of MDLM's continuous-time NELBO (eq. 10-11), introduced in chapter 2:
 
         NELBO(x) = E_t E_{z_t} [ w(t) sum_{l: z_t^l = [MASK]} -log x_theta^l(z_t)[x^l] ],  w(t) = -alpha'_t/(1-alpha_t)
 
@@ -249,6 +238,7 @@ def mdlm_loss(logits, x0: torch.Tensor, x_t: torch.Tensor, masked: torch.Tensor,
         raise ValueError("x_t must equal x0 at every unmasked position")
     if callable(logits):
         logits = logits(x_t)
+    check_logits(logits, *x0.shape, mask_id, x_t)
     tt = _batch_times(t, x0.shape[0])
     if pad_mask is None:
         pad_mask = torch.zeros_like(masked)
@@ -294,7 +284,7 @@ def masked_token_nll(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torc
                      mask_id: int = 1) -> torch.Tensor:
     """-log p_theta(x0^i | noisy) at every masked position i, 0 elsewhere: shape (B, L).
 
-    Introduced in chapter 3, section 1. The [MASK] logit is excluded before the log-softmax. ``logits``
+    The [MASK] logit is excluded before the log-softmax. ``logits``
     is a (B, L, V) tensor or a model, which is then called on ``noisy``. Keeps the logits' dtype (and
     their gradient), so a training loop can call it."""
     if callable(logits):
@@ -308,7 +298,7 @@ def masked_token_nll(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torc
 def llada_pretrain_loss(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor,
                   *, mask_id: int = 1) -> torch.Tensor:
     """LLaDA's pretraining loss (``GUIDELINES.md``; the paper's objective L(theta)), a scalar.
-    Introduced in chapter 3, section 1:
+    LLaDA pre-training:
 
         loss = sum_{b, i: masked} CE(logits[b, i], x0[b, i]) / p_mask[b]  /  (B * L)
 
@@ -334,7 +324,7 @@ class LLaDALoss(NamedTuple):
 def llada_pretrain_step_loss(model: LogitsFn, x0: torch.Tensor, mask_id: int = 1, generator=None,
                        eps: float = 1e-3) -> LLaDALoss:
     """One pretraining loss: corrupt ``x0`` with LLaDA's forward process, call the model, apply
-    :func:`llada_pretrain_loss`. Introduced in chapter 3, section 1.
+    :func:`llada_pretrain_loss`.
 
     LLaDA also truncates 1% of batches to a random length U{1..4096}; that belongs to the data loader."""
     noisy, masked, p_mask = llada_forward_process(x0, check_mask_id(mask_id), generator, check_eps(eps))
@@ -362,7 +352,7 @@ def sft_forward_process(x0: torch.Tensor, prompt_lengths, mask_id: int = 1, gene
                         eps: float = 1e-3):
     """LLaDA's SFT corruption: the pretraining forward process, then every prompt position is restored
     (``noisy[prompt_mask] = input_ids[prompt_mask]``), so the prompt is never masked.
-    Returns ``(noisy, masked, p_mask)``. Introduced in chapter 3, section 2."""
+    Returns ``(noisy, masked, p_mask)``."""
     check_tokens(x0, "x0")
     pl = _check_prompt_lengths(prompt_lengths, x0)
     noisy, masked, p_mask = llada_forward_process(x0, check_mask_id(mask_id), generator, check_eps(eps))
@@ -373,7 +363,7 @@ def sft_forward_process(x0: torch.Tensor, prompt_lengths, mask_id: int = 1, gene
 def sft_loss(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor, p_mask: torch.Tensor,
              prompt_lengths, *, mask_id: int = 1) -> torch.Tensor:
     """LLaDA's SFT loss (``GUIDELINES.md``; the paper's SFT objective), a scalar.
-    Introduced in chapter 3, section 2:
+    LLaDA SFT:
 
         loss = (1/B) sum_b  sum_{i masked in row b} CE(logits[b, i], x0[b, i]) / p_mask[b] / answer_length[b]
 
@@ -393,7 +383,7 @@ def sft_loss(logits, x0: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor
 
 def sft_step_loss(model: LogitsFn, x0: torch.Tensor, prompt_lengths, mask_id: int = 1, generator=None,
                   eps: float = 1e-3) -> LLaDALoss:
-    """One SFT loss: :func:`sft_forward_process`, the model, :func:`sft_loss`. Introduced in chapter 3, section 2."""
+    """One SFT loss: :func:`sft_forward_process`, the model, :func:`sft_loss`."""
     noisy, masked, p_mask = sft_forward_process(x0, prompt_lengths, mask_id, generator, eps)
     pl = _check_prompt_lengths(prompt_lengths, x0)
     loss = sft_loss(model(noisy), x0, noisy, masked, p_mask, pl, mask_id=mask_id)
@@ -403,7 +393,7 @@ def sft_step_loss(model: LogitsFn, x0: torch.Tensor, prompt_lengths, mask_id: in
 def pad_sft_batch(prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], eos_id: int = 2,
                   length: int | None = None):
     """Build an SFT batch ``[prompt | answer | EOS ... EOS]`` (paper section 2.3: "|EOS| tokens appended to
-    the end of short pairs ... to ensure equal lengths"). Introduced in chapter 3, section 2.
+    the end of short pairs ... to ensure equal lengths").
 
     Every row gets at least one EOS, so the model always sees where an answer ends. ``length`` defaults
     to the longest prompt + answer + 1. Returns ``(x0, prompt_lengths)``: (B, length) and (B,) long."""
@@ -417,13 +407,13 @@ def pad_sft_batch(prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[i
     return torch.tensor(rows, dtype=torch.long), torch.tensor([len(p) for p in prompts], dtype=torch.long)
 
 
-# --------------------------------------------------------------------------- enumerable toy (chapter 2, section 6)
+# --------------------------------------------------------------------------- enumerable toy (chapter 2)
 @dataclass
 class ToyDistribution:
     """A distribution over all K**L sequences of length L on symbols 0..K-1; [MASK] is id K.
 
-    ``probs[i]`` is the probability of ``sequences[i]`` (lexicographic order). Introduced in chapter 2,
-    section 6, where everything (denoiser, NELBO, likelihood) can be computed exactly."""
+    ``probs[i]`` is the probability of ``sequences[i]`` (lexicographic order): a toy where everything
+    (denoiser, NELBO, likelihood) can be computed exactly."""
     probs: torch.Tensor
     L: int
     K: int
@@ -474,7 +464,7 @@ class ToyDistribution:
 
 def exact_denoiser(toy: ToyDistribution) -> LogitsFn:
     """The exact denoiser: logits whose softmax at a masked position l is p_data(x^l | visible tokens of x_t),
-    the Bayes-optimal x_theta. Introduced in chapter 2, section 6. Patterns with no compatible sequence of
+    the Bayes-optimal x_theta. Patterns with no compatible sequence of
     positive probability get a uniform distribution. The [MASK] logit is -inf."""
     seqs, p = toy.sequences, toy.probs
     onehot = torch.nn.functional.one_hot(seqs, toy.K).double()            # (N, L, K)
@@ -516,7 +506,7 @@ TOY = dict(L=4, K=2, seed=7)                 # chapter 2's enumerable toy: 16 se
 
 
 def course_toy() -> ToyDistribution:
-    """The toy of chapter 2, section 6: :meth:`ToyDistribution.random` with :data:`TOY`."""
+    """The toy of chapter 2: :meth:`ToyDistribution.random` with :data:`TOY`."""
     return ToyDistribution.random(**TOY)
 
 
@@ -599,7 +589,7 @@ def exact_continuous_nelbo(toy: ToyDistribution, logits_fn: LogitsFn, schedule="
 
     with c_k from :func:`nelbo_time_weights` (quadrature, uses the schedule) or, if ``analytic``,
     :func:`beta_time_weights`. With the exact denoiser this equals -log p_data(x): each random order
-    gives the chain rule. Introduced in chapter 2, section 6."""
+    gives the chain rule."""
     c = beta_time_weights(toy.L) if analytic else nelbo_time_weights(schedule, toy.L)
     k = masking_patterns(toy.L).sum(-1)
     return (_masked_nll(toy, logits_fn) * c[k][None]).sum(-1)
@@ -622,7 +612,7 @@ def discrete_time_nelbo(toy: ToyDistribution, logits_fn: LogitsFn, steps: int, s
                                                * sum_{l: z_t^l = [MASK]} -log x_theta^l(z_t)[x^l] ]
 
     (each term is the KL between the absorbing posterior and p_theta; the prior and reconstruction
-    terms vanish since alpha_1 = 0 and alpha_0 = 1). Introduced in chapter 2, section 6."""
+    terms vanish since alpha_1 = 0 and alpha_0 = 1)."""
     schedule = _check_discrete(schedule, steps)
     nll = _masked_nll(toy, logits_fn)
     k = masking_patterns(toy.L).sum(-1).double()
@@ -641,8 +631,7 @@ def discrete_time_log_likelihood(toy: ToyDistribution, logits_fn: LogitsFn, step
     The chain starts from all [MASK]; from t to s every masked token independently stays masked with
     probability (1-alpha_s)/(1-alpha_t) or becomes v with probability (alpha_s-alpha_t)/(1-alpha_t) x_theta(z_t)[v]
     (SUBS + the absorbing posterior); unmasked tokens are copied. Since tokens never change once unmasked,
-    the only states that can end at x are its 2**L masking patterns: we propagate their probabilities.
-    Introduced in chapter 2, section 6."""
+    the only states that can end at x are its 2**L masking patterns: we propagate their probabilities."""
     schedule = _check_discrete(schedule, steps)
     probs = _pattern_probs(toy, logits_fn)                                 # (N, P, L)
     pats = masking_patterns(toy.L)
@@ -709,7 +698,7 @@ def ancestral_sampler(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, gen
                       cache: bool = False, x_init: torch.Tensor | None = None) -> Iterator[MaskedStep]:
     """Reverse process from all [MASK] (or ``x_init``) to clean text over ``steps`` steps t_j = j/steps.
 
-    Introduced in chapter 2, section 5 (MDLM eq. 6-7; LLaDA section 1.5). At each step from t to s:
+    MDLM eq. 6-7; LLaDA section 1.5. At each step from t to s:
     - ``order="random"``: each masked token is unmasked with probability (alpha_s - alpha_t)/(1 - alpha_t) to a
       token drawn from the SUBS distribution softmax(logits / temperature) (exactly p_theta(z_s | z_t) at T=1);
     - ``order="confidence"``: a token is proposed at every masked position, and the most confident ones
@@ -750,6 +739,8 @@ def ancestral_sampler(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, gen
         else:
             logits = logits_fn(x)
             cached_logits, cached_x = logits, x.clone()
+        if j == steps:                                   # the model's output, checked once
+            check_logits(logits, *x.shape, mask_id, x)
         masked = x == mask_id
         # SUBS at the masked positions only: the others carry over and are never re-drawn
         if bool(masked.any()):
@@ -772,6 +763,28 @@ def ancestral_sampler(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, gen
             commit = masked & (confidence_rank(key, generator) < k[:, None])
         x = torch.where(commit, proposal, x)
         yield MaskedStep(j - 1, x.clone())
+
+
+@torch.no_grad()
+def sample_one(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, generator=None,
+               schedule="linear") -> torch.Tensor:
+    """MDLM's ancestral sampler for one sequence, written out: from all [MASK] (t = 1) to text (t = 0) in ``steps``
+    equal steps. From t to s = t - 1/steps, every masked token is unmasked with probability
+    (alpha_s - alpha_t) / (1 - alpha_t), to a token drawn from x_theta(z_t) (MDLM eq. 6-7); unmasked tokens stay.
+
+    :func:`ancestral_sampler` is the same loop for a batch, with more options; with ``order="random"``,
+    ``batch=1`` and the same generator it draws the same random numbers and returns the same sample."""
+    alpha = get_schedule(schedule).alpha
+    z = torch.full((1, L), mask_id, dtype=torch.long)                    # z_1: everything masked
+    for j in range(steps, 0, -1):
+        a_t, a_s = float(alpha(j / steps)), float(alpha((j - 1) / steps))
+        logp = subs_log_probs(logits_fn(z).double(), z, mask_id)          # log x_theta(z_t): (1, L, V)
+        u = torch.rand(z.shape, generator=generator, dtype=torch.float64)
+        u_gumbel = torch.rand(logp.shape, generator=generator, dtype=torch.float64).clamp_min(1e-300)
+        proposal = (logp - torch.log(-torch.log(u_gumbel))).argmax(-1)     # a draw from x_theta (Gumbel-max)
+        unmask = (z == mask_id) & (u < (a_s - a_t) / (1 - a_t))
+        z = torch.where(unmask, proposal, z)
+    return z[0]
 
 
 def cached_sampler(logits_fn: LogitsFn, L: int, steps: int, mask_id: int, generator=None, **kw) -> Iterator[MaskedStep]:

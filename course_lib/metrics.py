@@ -1,6 +1,6 @@
 """Sample-quality metrics for chapter 1: the sliced Wasserstein distance and its data-vs-data floor.
 
-Introduced in chapter 1, section 5. SW_2(P, Q)^2 = E_theta[ W_2^2(theta#P, theta#Q) ] over random
+SW_2(P, Q)^2 = E_theta[ W_2^2(theta#P, theta#Q) ] over random
 unit directions theta (Rabin et al. 2011; Bonneel et al. 2015); in 1-D, W_2 between two empirical
 distributions of equal size is the RMS difference of their sorted values.
 

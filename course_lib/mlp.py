@@ -1,6 +1,6 @@
 """The epsilon-prediction network of chapter 1: a small residual MLP with sinusoidal embeddings.
 
-Introduced in chapter 1, section 4. It follows tanelp/tiny-diffusion's toy model (sinusoidal
+It follows tanelp/tiny-diffusion's toy model (sinusoidal
 embeddings of each input coordinate with scale 25 and of the time step, residual GELU blocks),
 generalised to any input dimension so the same class serves the 2-D toys and the 8x8 digits.
 """

@@ -1,16 +1,16 @@
-"""Mixture of experts (MoE): routers, the MoE feed-forward layer, load balancing and routing statistics.
+"""Mixture of experts (MoE): routers, the MoE feed-forward layer and load balancing.
 
-Introduced in chapter 4, section 1 (LLaDA 2.0 is a mixture of experts). A MoE block replaces the one
-dense SwiGLU of a Transformer block by ``n_experts`` smaller SwiGLU "experts" and a router that sends
-each token to ``k`` of them, so the parameters grow with ``n_experts`` while the compute per token
-grows only with ``k``. Two routers:
+LLaDA 2.0 is a mixture of experts. A MoE block replaces the one dense SwiGLU of a Transformer block by
+``n_experts`` smaller SwiGLU "experts" and a router that sends each token to ``k`` of them, so the parameters
+grow with ``n_experts`` while the compute per token grows only with ``k``. Two routers:
 
 - ``"softmax"`` (Switch Transformer, Fedus et al. 2022; GShard, Lepikhin et al. 2021):
   ``p = softmax(W_r x)``, the ``k`` most probable experts, weights ``p_top / sum(p_top)`` (renormalised
   over the k chosen, as GShard's top-2 and Mixtral do; Switch's top-1 keeps ``p`` unnormalised), times
   ``routed_scaling``. Balanced by the Switch auxiliary loss (:func:`switch_aux_loss`)
   ``aux = E * sum_i f_i P_i``.
-- ``"sigmoid"`` (LLaDA 2.0 = Ling 2.0, after DeepSeek-V3; REFERENCE.md section 4, "MoE configs"):
+- ``"sigmoid"`` (LLaDA 2.0 = Ling 2.0, after DeepSeek-V3; arXiv 2512.15745 and the inclusionAI/dFactory model
+  configs):
   ``s = sigmoid(W_r x)`` in fp32; experts are *chosen* by ``s + b`` (``b = expert_bias``, a buffer, not
   a parameter), group-limited (:func:`group_limited_topk`), but *weighted* by the unbiased ``s``
   renormalised over the k chosen, times ``routed_scaling`` (2.5 in LLaDA 2.0). Balanced without a loss:
@@ -68,7 +68,7 @@ def softmax_topk_routing(logits: torch.Tensor, k: int, routed_scaling: float = 1
     """Switch/GShard router: ``p = softmax(logits)`` (fp32), the ``k`` largest ``p``, weights renormalised over
     the k chosen and multiplied by ``routed_scaling``.
 
-    Introduced in chapter 4, section 1. Switch Transformer (Fedus et al. 2022, section 2.1) routes top-1
+    Switch Transformer (Fedus et al. 2022, section 2.1) routes top-1
     with weight ``p``; GShard (Lepikhin et al. 2021) top-2 with ``p / (p_1 + p_2)``; we renormalise for
     every k (so top-1 gets weight 1 and learns its router only through the balancing loss, as a pure
     top-1 argmax would)."""
@@ -82,8 +82,8 @@ def softmax_topk_routing(logits: torch.Tensor, k: int, routed_scaling: float = 1
 def group_limited_topk(scores: torch.Tensor, k: int, n_group: int = 1, topk_group: int = 1) -> torch.Tensor:
     """(T, k) ids of the experts chosen by group-limited top-k on ``scores`` (T, E).
 
-    Introduced in chapter 4, section 1 (LLaDA 2.0 / DeepSeek-V3 node-limited routing; REFERENCE.md
-    section 4: ``n_group=8``, ``topk_group=4``). The E experts form ``n_group`` consecutive groups; a
+    LLaDA 2.0 / DeepSeek-V3 node-limited routing (the dFactory model configs: ``n_group=8``,
+    ``topk_group=4``). The E experts form ``n_group`` consecutive groups; a
     group's score is the sum of its two best expert scores (its one score if a group has a single
     expert); only the ``topk_group`` best groups are kept, and the k best experts among them are
     chosen. ``n_group = topk_group = 1`` is plain top-k."""
@@ -114,8 +114,8 @@ def sigmoid_routing(logits: torch.Tensor, k: int, expert_bias: torch.Tensor | No
     """LLaDA 2.0 router: ``s = sigmoid(logits)`` in fp32; choose by :func:`group_limited_topk` on
     ``s + expert_bias``; weights = the chosen *unbiased* ``s`` renormalised to sum 1, times ``routed_scaling``.
 
-    Introduced in chapter 4, section 1 (REFERENCE.md section 4, "MoE configs"; DeepSeek-V3 section 2.1.1:
-    the bias only decides *which* experts run, never *how much* they count)."""
+    As in the dFactory model configs and DeepSeek-V3 (arXiv 2412.19437, section 2.1.1): the bias only decides
+    *which* experts run, never *how much* they count."""
     _check_logits(logits, k)
     scores = torch.sigmoid(logits.float())
     choice = scores
@@ -134,7 +134,7 @@ def sigmoid_routing(logits: torch.Tensor, k: int, expert_bias: torch.Tensor | No
 # ----------------------------------------------------------------------------------------------
 
 def expert_load(experts: torch.Tensor, n_experts: int) -> torch.Tensor:
-    """(E,) number of token-assignments of each expert in ``experts`` (T, k). Introduced in chapter 4, section 1."""
+    """(E,) number of token-assignments of each expert in ``experts`` (T, k)."""
     if experts.numel() and (int(experts.min()) < 0 or int(experts.max()) >= n_experts):
         raise ValueError(f"expert ids must lie in [0, {n_experts})")
     return torch.bincount(experts.reshape(-1), minlength=n_experts)
@@ -143,7 +143,7 @@ def expert_load(experts: torch.Tensor, n_experts: int) -> torch.Tensor:
 def switch_aux_loss(probs: torch.Tensor, experts: torch.Tensor, n_experts: int | None = None) -> torch.Tensor:
     """Switch Transformer load-balancing loss ``E * sum_i f_i * P_i`` (Fedus et al. 2022, eq. 4-6).
 
-    Introduced in chapter 4, section 1. ``f_i``: the fraction of the T*k token-assignments in ``experts``
+    ``f_i``: the fraction of the T*k token-assignments in ``experts``
     (T, k) that go to expert i (no gradient: counting is not differentiable); ``P_i``: the mean over
     tokens of ``probs`` (T, E), rows summing to 1 (the gradient flows through P). Its minimum under
     uniform routing is 1; sending everything to one expert that also gets all the probability gives E."""
@@ -160,7 +160,7 @@ def switch_aux_loss(probs: torch.Tensor, experts: torch.Tensor, n_experts: int |
 def bias_update(expert_bias: torch.Tensor, load: torch.Tensor, rate: float) -> torch.Tensor:
     """Aux-loss-free balancing (DeepSeek-V3, section 2.1.2): ``b_i + rate * sign(mean(load) - load_i)``.
 
-    Introduced in chapter 4, section 1. An overloaded expert's bias goes down, so it is chosen less
+    An overloaded expert's bias goes down, so it is chosen less
     often; an underloaded one's goes up. Returns the new bias (``expert_bias`` is not changed)."""
     if expert_bias.shape != load.shape or expert_bias.ndim != 1:
         raise ValueError(f"expert_bias and load must both have shape (E,), got {tuple(expert_bias.shape)} "
@@ -178,7 +178,7 @@ def bias_update(expert_bias: torch.Tensor, load: torch.Tensor, rate: float) -> t
 class MoEFeedForward(nn.Module):
     """Mixture-of-experts feed-forward: ``y = sum_{e in top-k(x)} w_e(x) * expert_e(x) + shared(x)``.
 
-    Introduced in chapter 4, section 1. Each expert is ``expert(config with d_ff = d_expert)``, a SwiGLU in the
+    Each expert is ``expert(config with d_ff = d_expert)``, a SwiGLU in the
     course Transformer (:class:`course_lib.nn.Block` passes :class:`course_lib.nn.SwiGLU`); the
     ``n_shared_experts`` shared experts are one such expert of hidden size ``n_shared_experts * d_expert`` (the
     same function as that many summed experts, as DeepSeek builds it).

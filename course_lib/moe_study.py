@@ -1,4 +1,4 @@
-"""Routing statistics of the mixture-of-experts models (chapter 4, section 1) and the chapter's MoE numbers.
+"""Routing statistics of the mixture-of-experts models (chapter 4) and the chapter's MoE numbers.
 
 Which experts do the trained models use, for which word classes, and how balanced is the load? The functions read
 the routing that :class:`course_lib.moe.MoEFeedForward` records on every forward pass.
@@ -27,7 +27,7 @@ MOE_RECIPES = ("moe_dense", "moe_switch", "moe_switch_nobal", "moe_llada2")
 
 def word_class_map(tokenizer=None) -> tuple[list[str], torch.Tensor]:
     """``(classes, class_of)``: the word classes of the course language and a (vocab_size,) long tensor
-    mapping each token id to its class index. Introduced in chapter 4, section 1.
+    mapping each token id to its class index.
 
     Classes come from :mod:`course_lib.language`'s word lists: nouns (singular and plural), names, verbs
     (intransitive and transitive, every form), adjectives, adverbs, prepositions, determiners,
@@ -68,7 +68,7 @@ def word_class_map(tokenizer=None) -> tuple[list[str], torch.Tensor]:
 def collect_routing(model, ids: torch.Tensor, batch_size: int = 256, show_progress: bool = False) -> list:
     """For each MoE block of ``model``, the (N * L, k) experts chosen for every position of ``ids`` (N, L).
 
-    Introduced in chapter 4, section 1. Runs the model in eval mode (its bias is not touched) in batches;
+    Runs the model in eval mode (its bias is not touched) in batches;
     row ``n * L + j`` belongs to position j of sentence n."""
     layers = model.moe_layers()
     if not layers:
@@ -93,7 +93,7 @@ def collect_routing(model, ids: torch.Tensor, batch_size: int = 256, show_progre
 
 def load_fractions(model, ids: torch.Tensor, keep: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
     """(n_moe_layers, E): the fraction of token-assignments each expert receives on ``ids`` (rows sum to 1;
-    perfect balance is 1/E everywhere). Introduced in chapter 4, section 1.
+    perfect balance is 1/E everywhere).
 
     ``keep``: optional (N, L) bool, the positions to count (e.g. ``x0 != PAD`` to leave out the padding of
     the canvas, which a model still routes); default all."""
@@ -111,14 +111,14 @@ def load_fractions(model, ids: torch.Tensor, keep: torch.Tensor | None = None, b
 
 def max_min_ratio(fractions: torch.Tensor) -> list:
     """Per layer, the busiest expert's load over the idlest one's (1 = perfect balance; inf if an expert
-    is never chosen). Introduced in chapter 4, section 1."""
+    is never chosen)."""
     return [float(row.max() / row.min()) if row.min() > 0 else math.inf for row in fractions]
 
 
 def class_expert_counts(model, ids: torch.Tensor, class_of: torch.Tensor, n_classes: int | None = None,
                         batch_size: int = 256) -> torch.Tensor:
     """(n_moe_layers, C, E) counts: how often a position whose *input* token has class c is sent to expert e
-    (each position counts k times, once per chosen expert). Introduced in chapter 4, section 1.
+    (each position counts k times, once per chosen expert).
 
     ``class_of``: (vocab_size,) long tensor from :func:`word_class_map`; normalise each row to read
     "where does this word class go"."""
@@ -144,7 +144,7 @@ def class_expert_counts(model, ids: torch.Tensor, class_of: torch.Tensor, n_clas
 
 def mdlm_inputs(ids: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """The validation canvases as the MDLM denoiser sees them in training: each sentence masked at its own
-    time t (one per stratum of [0, 1], linear schedule), seeded. Introduced in chapter 4, section 1."""
+    time t (one per stratum of [0, 1], linear schedule), seeded."""
     g = torch.Generator().manual_seed(seed)
     t = masked.sample_times(len(ids), g)
     return masked.forward_mask(ids, t, "linear", Tokenizer.mask_id, g)[0]
@@ -154,14 +154,14 @@ def mdlm_inputs(ids: torch.Tensor, seed: int = 0) -> torch.Tensor:
 def nelbo_per_sentence(model, ids: torch.Tensor, samples: int = 8, seed: int = 0) -> torch.Tensor:
     """(N, samples) MDLM NELBO terms in nats per sentence: the draws of :func:`course_lib.textlm.mdlm_nelbo`
     (same seed, same times and masks, linear schedule) kept per sentence, so that two models evaluated with the
-    same seed can be compared sentence by sentence (a paired difference). Introduced in chapter 4, section 1."""
+    same seed can be compared sentence by sentence (a paired difference)."""
     return mdlm_nelbo_terms(model, ids, "linear", samples, seed)
 
 
 def paired_difference(a: torch.Tensor, b: torch.Tensor, tokens: torch.Tensor) -> tuple[float, float]:
     """``(d, se)``: the difference of two per-token bounds ``sum(a) / sum(tokens) - sum(b) / sum(tokens)`` from
     per-sentence values ``a``, ``b`` (N,), and its standard error over sentences (delta method, as
-    :func:`course_lib.language.entropy_per_token`). Introduced in chapter 4, section 1."""
+    :func:`course_lib.language.entropy_per_token`)."""
     if a.shape != b.shape or a.shape != tokens.shape or a.ndim != 1 or len(a) < 2:
         raise ValueError("a, b and tokens must be (N,) tensors with N >= 2")
     d, n = (a - b).double(), tokens.double()
@@ -170,7 +170,7 @@ def paired_difference(a: torch.Tensor, b: torch.Tensor, tokens: torch.Tensor) ->
 
 
 def chapter_results(names=MOE_RECIPES, n_sentences: int = 2000, samples: int = 8) -> dict:
-    """Metrics of the shipped MoE recipes for chapter 4, section 1: validation NELBO (on ``n_sentences``
+    """Metrics of the shipped MoE recipes for chapter 4: validation NELBO (on ``n_sentences``
     validation sentences, ``samples`` Monte-Carlo draws, the same masks for every model) and its paired
     difference to the first model (``moe_dense``), the recipe's own 500-sentence value from the manifest, per-layer load fractions and max/min load ratios, and the
     class-by-expert count matrices, all on :func:`mdlm_inputs` of the validation sentences."""

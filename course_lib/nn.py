@@ -1,6 +1,6 @@
 """One small Transformer for chapters 2-4: autoregressive (AR) and diffusion language models.
 
-Introduced in chapter 2, section 7 (experiments). The same class is the AR baseline (causal
+The same class is the AR baseline (causal
 attention), the masked-diffusion denoiser (bidirectional attention, as in MDLM and LLaDA) and the
 block-diffusion model (block-causal attention, as in BD3-LM); only ``TransformerConfig.attention``
 changes.
@@ -36,7 +36,7 @@ ATTENTION_MODES = ("causal", "bidirectional", "block_causal")
 
 @dataclass
 class TransformerConfig:
-    """Hyperparameters of :class:`Transformer`. Introduced in chapter 2, section 7 (experiments).
+    """Hyperparameters of :class:`Transformer`.
 
     ``d_ff=None`` picks the SwiGLU hidden size 8/3 * d_model rounded up to a multiple of 8, which
     keeps the feed-forward parameter count (3 * d_model * d_ff) close to a GELU MLP of width
@@ -156,8 +156,6 @@ class TransformerConfig:
 def attention_mask(mode: str, L: int, block_size: int | None = None, device=None) -> torch.Tensor:
     """(L, L) boolean mask, ``mask[i, j] = True`` when query i may attend to key j.
 
-    Introduced in chapter 2, section 7 (experiments).
-
     - ``"causal"``: j <= i (lower triangular; an AR model).
     - ``"bidirectional"``: every pair (MDLM, LLaDA: "no causal mask").
     - ``"block_causal"``: block(j) <= block(i) with block(i) = i // block_size: a query sees its
@@ -187,8 +185,7 @@ def attention_mask(mode: str, L: int, block_size: int | None = None, device=None
 class RMSNorm(nn.Module):
     """y = x / sqrt(mean(x^2) + eps) * w  (Zhang & Sennrich 2019; used by LLaMA and LLaDA).
 
-    Unlike LayerNorm it neither subtracts the mean nor adds a bias. Introduced in chapter 2,
-    section 7 (experiments)."""
+    Unlike LayerNorm it neither subtracts the mean nor adds a bias."""
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
@@ -202,7 +199,7 @@ class RMSNorm(nn.Module):
 def rope_cache(head_dim: int, seq_len: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables, each (seq_len, head_dim / 2), of the angles  m * theta^(-2k / head_dim).
 
-    Introduced in chapter 2, section 7 (experiments) (RoPE: Su et al. 2021; used by LLaDA)."""
+    (RoPE: Su et al. 2021; used by LLaDA.)"""
     if head_dim % 2:
         raise ValueError(f"RoPE needs an even head dimension, got {head_dim}")
     inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)   # (head_dim/2,)
@@ -223,7 +220,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class SelfAttention(nn.Module):
     """Multi-head self-attention with RoPE on queries and keys, via ``F.scaled_dot_product_attention``.
 
-    Introduced in chapter 2, section 7 (experiments). Vanilla MHA as in LLaDA (as many key/value
+    Vanilla MHA as in LLaDA (as many key/value
     heads as query heads), no biases."""
 
     def __init__(self, config: TransformerConfig):
@@ -245,9 +242,7 @@ class SelfAttention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """FFN(x) = W_down( silu(W_gate x) * (W_up x) )  (Shazeer 2020; used by LLaMA and LLaDA).
-
-    Introduced in chapter 2, section 7 (experiments)."""
+    """FFN(x) = W_down( silu(W_gate x) * (W_up x) )  (Shazeer 2020; used by LLaMA and LLaDA)."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -295,7 +290,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 class TimeEmbedding(nn.Module):
     """Optional conditioning on the noise level t: sinusoidal features -> Linear -> SiLU -> Linear.
 
-    Introduced in chapter 2, section 7 (experiments). The result, one vector per sequence, is
+    The result, one vector per sequence, is
     added to every token embedding: the simplest choice (no adaLN modulation as in DiT/SEDD/MDLM's
     DiT backbone). MDLM's paper finds time conditioning unnecessary with the SUBS
     parameterisation and LLaDA has none, hence ``time_conditioning=False`` by default."""
@@ -314,7 +309,7 @@ class TimeEmbedding(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 class Transformer(nn.Module):
-    """Token ids (B, L) -> logits (B, L, vocab_size). Introduced in chapter 2, section 7 (experiments).
+    """Token ids (B, L) -> logits (B, L, vocab_size).
 
     Embedding (+ optional time embedding) -> n_layer pre-norm blocks -> RMSNorm -> LM head.
     Positions enter only through RoPE, so any L <= seq_len works. For ``"block_causal"`` the
@@ -368,13 +363,13 @@ class Transformer(nn.Module):
     # ------------------------------------------------------------------ mixture of experts (chapter 4)
     def moe_layers(self) -> list:
         """``[(block index, MoEFeedForward), ...]`` of the MoE blocks (empty for a dense model); the hook
-        that :mod:`course_lib.moe_study`'s routing statistics read. Introduced in chapter 4, section 1."""
+        that :mod:`course_lib.moe_study`'s routing statistics read."""
         return [(i, b.ffn) for i, b in enumerate(self.blocks) if isinstance(b.ffn, MoEFeedForward)]
 
     def moe_aux_loss(self) -> torch.Tensor:
         """``aux_loss_coef`` times the sum over MoE blocks of the Switch load-balancing loss of the last
         forward pass (Fedus et al. 2022, eq. 4-6; each Switch layer adds its own term). A zero tensor for
-        a dense model or ``aux_loss_coef = 0``. Introduced in chapter 4, section 1."""
+        a dense model or ``aux_loss_coef = 0``."""
         layers = self.moe_layers()
         if not layers or self.config.aux_loss_coef == 0:
             return torch.zeros((), device=self.lm_head.weight.device)
@@ -388,7 +383,7 @@ class Transformer(nn.Module):
         """Aux-loss-free balancing, after an optimiser step: every sigmoid router moves its selection bias by
         ``bias_update_rate * sign(mean load - load)`` using the loads counted since the last update
         (DeepSeek-V3, section 2.1.2; LLaDA 2.0's ``moe_router_enable_expert_bias``). A no-op for dense
-        models and when ``bias_update_rate = 0``. Introduced in chapter 4, section 1."""
+        models and when ``bias_update_rate = 0``."""
         for _, m in self.moe_layers():
             m.update_bias()
 
@@ -467,8 +462,8 @@ class Transformer(nn.Module):
 
 def grow_vocabulary(model: Transformer, vocab_size: int, seed: int = 0) -> Transformer:
     """A copy of ``model`` with a larger vocabulary: the old token rows of the embedding and of the LM head
-    are kept, the new rows are initialised as at construction (N(0, 0.02), seeded). Introduced in chapter 3,
-    section 3, where a pretrained language model learns three instruction tokens during SFT.
+    are kept, the new rows are initialised as at construction (N(0, 0.02), seeded): how a
+    pretrained language model learns three instruction tokens during SFT.
     The existing ids keep their meaning, so the grown model gives the same logits on old ids for the old tokens."""
     c = model.config
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < c.vocab_size:

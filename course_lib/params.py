@@ -1,6 +1,6 @@
 """A parameter calculator for dense and mixture-of-experts Transformers: total and *active* parameters.
 
-Introduced in chapter 4, section 1 ("16B-A1B": what the names of LLaDA 2.0's models mean). Given the
+What the names of LLaDA 2.0's models mean ("16B-A1B"). Given the
 shape of a model (:class:`ModelShape`: layers, hidden size, heads and key/value heads, head size, dense
 feed-forward size and how many layers are dense, experts, top-k, shared experts, expert size, vocabulary,
 tied embeddings or not, router, norms), :func:`count_params` returns the number of parameters by component,
@@ -17,8 +17,8 @@ attention = W_q (hidden x heads*head_dim), W_k and W_v (hidden x kv_heads*head_d
 attention), W_o (heads*head_dim x hidden); RMSNorm = one weight vector (two per layer, one final, and with
 ``qk_norm`` one of size head_dim for queries and one for keys per layer); router = ``n_experts x hidden``
 (LLaDA 2.0's ``expert_bias`` is a buffer, not counted). :data:`LLADA2_MINI` and :data:`LLADA2_FLASH` are
-the two published configurations (dFactory ``configs/model_configs/llada2_{mini,flash}/config.json``,
-REFERENCE.md section 4), and :func:`from_transformer_config` maps the course's
+the two published configurations (inclusionAI/dFactory ``configs/model_configs/llada2_{mini,flash}/config.json``;
+LLaDA 2.0, arXiv 2512.15745), and :func:`from_transformer_config` maps the course's
 :class:`course_lib.nn.TransformerConfig` to a shape, so the calculator can be checked against
 ``Transformer(config).n_params()``.
 """
@@ -36,7 +36,7 @@ COMPONENTS = ("embedding", "lm_head", "attention", "dense_ffn", "routed_experts"
 
 @dataclass(frozen=True)
 class ModelShape:
-    """The shape of a dense or MoE Transformer, as far as parameter counts go. Introduced in chapter 4, section 1.
+    """The shape of a dense or MoE Transformer, as far as parameter counts go.
 
     ``n_dense_layers`` layers have a dense SwiGLU of hidden size ``dense_ffn``; the other
     ``n_layers - n_dense_layers`` have ``n_experts`` routed experts of hidden size ``expert_ffn``
@@ -129,7 +129,7 @@ def _shape(config) -> ModelShape:
 def count_params(config) -> ParamCount:
     """Total and active parameters of a :class:`ModelShape` (or a dict of its fields), by component.
 
-    Introduced in chapter 4, section 1. See the module docstring for the conventions."""
+    See the module docstring for the conventions."""
     s = _shape(config)
     h, f3 = s.hidden, s.ffn_matrices
     attention = h * s.n_heads * s.head_dim * 2 + h * s.n_kv_heads * s.head_dim * 2     # W_q, W_o; W_k, W_v
@@ -152,7 +152,7 @@ def count_params(config) -> ParamCount:
 
 def from_transformer_config(config) -> ModelShape:
     """The :class:`ModelShape` of a course :class:`course_lib.nn.TransformerConfig` (vanilla multi-head
-    attention: kv heads = heads; head_dim = d_model / n_head; no QK-norm). Introduced in chapter 4, section 1."""
+    attention: kv heads = heads; head_dim = d_model / n_head; no QK-norm)."""
     if not isinstance(config, TransformerConfig):
         raise ValueError(f"expected a TransformerConfig, got {type(config).__name__}")
     c = config
@@ -166,7 +166,7 @@ def from_transformer_config(config) -> ModelShape:
                       name="course Transformer")
 
 
-# Published LLaDA 2.0 configurations (REFERENCE.md section 4, "MoE configs"; dFactory config.json).
+# Published LLaDA 2.0 configurations (arXiv 2512.15745; inclusionAI/dFactory model configs, config.json).
 # QK-norm: `use_qk_norm=true` is only reported by a third-party reading of the HF configs [secondary];
 # we assume it is there (it adds 2 * 128 weights per layer: 5,120 for mini, 8,192 for flash, far below 0.1%).
 LLADA2_MINI = ModelShape(name="LLaDA2.0-mini", n_layers=20, hidden=2048, n_heads=16, n_kv_heads=4, head_dim=128,

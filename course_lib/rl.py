@@ -1,6 +1,6 @@
 """RL for a diffusion LM: an ELBO-based, block-level, clipped policy-gradient update in the spirit of EBPO.
 
-Introduced in chapter 4, section 6. LLaDA 2.1 (arXiv 2602.08676, section 3.2, eq. 4-5) trains its policy with
+LLaDA 2.1 (arXiv 2602.08676, section 3.2, eq. 4-5) trains its policy with
 EBPO (ELBO-based Block-level Policy Optimization). A diffusion LM has no cheap exact log p(y | x), so the
 PPO ratio rho = pi_theta(y | x) / pi_old(y | x) is estimated from ELBO terms:
 
@@ -15,10 +15,10 @@ group-normalised advantages (GRPO style):
 
     J = E[ min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) ],   A_i = (r_i - mean_group r) / (std_group r + 1e-6)
 
-The paper gives neither N, nor w_n, nor eps (REFERENCE.md section 5). Our choices: N = 2 noise levels per
-update at stratified t_n in [0.2, 1] (never ~0: a nearly clean answer scores almost nothing), w_n = 1/(N t_n)
-(the ELBO's own 1/t weight, so sum_n w_n (...) estimates the difference of the two ELBOs), eps_low = eps_high = 0.2
-(PPO's default). Chapter 4's answers fit in one block, so B = 1; ``block_length`` splits longer answers.
+The paper gives neither N, nor w_n, nor eps (LLaDA 2.1, arXiv 2602.08676, section 3.2). Our choices: N = 2 noise
+levels per update at stratified t_n in [0.2, 1] (never ~0: a nearly clean answer scores almost nothing), w_n = 1/(N
+t_n) (the ELBO's own 1/t weight, so sum_n w_n (...) estimates the difference of the two ELBOs), eps_low = eps_high =
+0.2 (PPO's default). Chapter 4's answers fit in one block, so B = 1; ``block_length`` splits longer answers.
 
 The reward must be verifiable: :func:`course_lib.arith.grade` (exact match of the sum).
 """
@@ -50,8 +50,7 @@ def _check_layout(x, prompt_length) -> None:
 
 def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """Group-normalised advantages (GRPO): rewards (n_prompts * group_size,) ordered prompt by prompt ->
-    (r - group mean) / (group std + 1e-6). A group whose samples all get the same reward gets advantage 0.
-    Introduced in chapter 4, section 6."""
+    (r - group mean) / (group std + 1e-6). A group whose samples all get the same reward gets advantage 0."""
     r = torch.as_tensor(rewards, dtype=torch.float32)
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
@@ -63,7 +62,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 def noise_answers(x: torch.Tensor, prompt_length: int, t: torch.Tensor, mask_id: int, generator=None):
     """Mask each answer token of ``x`` (B, L) with probability ``t[b]``; the prompt is kept. Returns
-    ``(z, masked)``. Introduced in chapter 4, section 6."""
+    ``(z, masked)``."""
     _check_layout(x, prompt_length)
     t = torch.as_tensor(t)
     if t.shape != (x.shape[0],) or not t.is_floating_point() or not bool(((t >= 0) & (t <= 1)).all()):
@@ -78,7 +77,7 @@ def block_elbo_terms(model, x: torch.Tensor, z: torch.Tensor, masked: torch.Tens
                      block_length: int, mask_id: int) -> torch.Tensor:
     """(B, n_blocks): sum over the masked tokens of each answer block b of log p(y_i | z), where the model sees
     the noisy block b, the clean blocks before it, and masks after it (the inference layout of block decoding).
-    With one block this is one forward pass. Introduced in chapter 4, section 6."""
+    With one block this is one forward pass."""
     _check_layout(x, prompt_length)
     if z.shape != x.shape or masked.shape != x.shape or masked.dtype != torch.bool:
         raise ValueError("x, z and masked (bool) must share the shape (B, L)")
@@ -103,7 +102,7 @@ def block_elbo_terms(model, x: torch.Tensor, z: torch.Tensor, masked: torch.Tens
 def ebpo_log_ratio(model, old_model, x: torch.Tensor, prompt_length: int, t_values, mask_id: int,
                    block_length: int | None = None, generator=None) -> torch.Tensor:
     """log rho(y | x) per row (B,), EBPO's eq. 5 with w_n = 1 / (N t_n) and shared noise draws for both policies.
-    Gradients flow through ``model`` only. Introduced in chapter 4, section 6."""
+    Gradients flow through ``model`` only."""
     t_values = [float(t) for t in t_values]
     if not t_values or any(not 0.0 < t <= 1.0 for t in t_values):
         raise ValueError(f"t_values must be noise levels in (0, 1], got {t_values}")
@@ -122,7 +121,7 @@ def ebpo_log_ratio(model, old_model, x: torch.Tensor, prompt_length: int, t_valu
 def clipped_objective(log_ratio: torch.Tensor, advantages: torch.Tensor, eps_low: float = 0.2,
                       eps_high: float = 0.2) -> torch.Tensor:
     """PPO's clipped surrogate (to maximise), averaged over rows: mean(min(rho A, clip(rho, 1-eps_low,
-    1+eps_high) A)). Introduced in chapter 4, section 6 (EBPO eq. 4)."""
+    1+eps_high) A)) (EBPO, LLaDA 2.1 eq. 4)."""
     _check_unit(eps_low, "eps_low")
     if not eps_high >= 0:
         raise ValueError(f"eps_high must be >= 0, got {eps_high!r}")
@@ -140,7 +139,7 @@ def train_ebpo(model, sample_fn, reward_fn, prompt_fn, iterations: int, group_si
     needs); ``sample_fn(model, prompts, generator)`` draws ``group_size`` answers per prompt from the current
     policy (the old policy of this iteration); ``reward_fn(x, meta)`` scores them; then ``inner_steps``
     AdamW steps on -J with fresh noise draws each. ``eval_fn(model)`` (e.g. held-out reward) runs every
-    ``eval_every`` iterations and at the end. Returns ``(model, history)``. Introduced in chapter 4, section 6."""
+    ``eval_every`` iterations and at the end. Returns ``(model, history)``."""
     for name, v in (("iterations", iterations), ("group_size", group_size), ("prompts_per_iter", prompts_per_iter),
                     ("inner_steps", inner_steps), ("n_t", n_t), ("eval_every", eval_every)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:

@@ -1,12 +1,14 @@
 """Seeding, determinism, device choice and progress bars.
 
-Introduced in chapter 1 (section 0, "Setup"); every chapter starts with ``runtime.setup()``.
+Every chapter starts with ``runtime.setup()``.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import platform
 import random
+import time
 
 import numpy as np
 import torch
@@ -121,3 +123,14 @@ def setup(seed: int = 0, device: str | None = None, projector: bool = False):
     make_deterministic()
     viz.use_style(projector=projector)
     return get_device(device), gen
+
+
+def show_source(fn) -> None:
+    """Print a function's source, so that the code sits right under its equation in a chapter."""
+    print(inspect.getsource(fn))
+
+
+def timer():
+    """A stopwatch: ``clock = timer()`` starts it, ``clock()`` is the seconds since then."""
+    t0 = time.perf_counter()
+    return lambda: time.perf_counter() - t0

@@ -1,11 +1,10 @@
-"""Scaling at small scale: AR and masked-diffusion learning curves at three model sizes (chapter 3, section 8).
+"""Scaling at small scale: AR and masked-diffusion learning curves at three model sizes (chapter 3).
 
-Introduced in chapter 3, section 8. "Scaling up Masked Diffusion Models on Text" (Nie et al., ICLR 2025)
-fits scaling laws to AR models and MDMs and finds the MDM needs about 16x the compute of the AR model
-to reach the same validation loss. We redo the measurement in miniature: three Transformer sizes, each
-trained as an AR model and as an MDLM/LLaDA-style masked model on the course language with the recipes
-of chapter 2 (same steps, batch and learning rate as ``lm_ar`` / ``lm_mdlm``), recording the validation
-loss (nats per counted token: exact for AR, the NELBO upper bound for the MDM) against training compute.
+"Scaling up Masked Diffusion Models on Text" (Nie et al., ICLR 2025) fits scaling laws to AR models and MDMs and finds
+the MDM needs about 16x the compute of the AR model to reach the same validation loss. We redo the measurement in
+miniature: three Transformer sizes, each trained as an AR model and as an MDLM/LLaDA-style masked model on the course
+language with the recipes of chapter 2 (same steps, batch and learning rate as ``lm_ar`` / ``lm_mdlm``), recording the
+validation loss (nats per counted token: exact for AR, the NELBO upper bound for the MDM) against training compute.
 
 Compute is counted as in Kaplan et al. (2020) and the SMDM paper: ``C = 6 N D`` FLOPs, ``N`` the
 non-embedding parameters and ``D`` the tokens processed. For both models ``D`` counts every position

@@ -1,6 +1,6 @@
 """Noise schedules for DDPM: a schedule is a tiny object with one job, holding beta_t and alpha-bar_t.
 
-Introduced in chapter 1, section 1 ("The forward process"). Convention used throughout the course:
+Convention used throughout the course:
 index ``t`` runs over ``0..T`` and arrays carry a leading entry for ``t = 0``
 (``betas[0] = 0``, ``alpha_bars[0] = 1``), so code reads like the equations:
 

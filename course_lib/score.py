@@ -1,6 +1,6 @@
 """The score function, denoising score matching and (annealed) Langevin dynamics.
 
-Introduced in chapter 1, section 6. The bridge between DDPM and score-based models:
+The bridge between DDPM and score-based models:
 
     grad_x log q_t(x_t)  =  -E[eps | x_t] / sqrt(1 - abar_t)       (Tweedie / Vincent 2011)
 

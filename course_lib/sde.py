@@ -1,6 +1,6 @@
 """The SDE view (Song et al. 2021, "Score-Based Generative Modeling through SDEs").
 
-Introduced in chapter 1, section 7. DDPM with the linear schedule is a discretisation of the
+DDPM with the linear schedule is a discretisation of the
 variance-preserving SDE on s in [0, 1]:
 
     dx = -1/2 beta(s) x ds + sqrt(beta(s)) dw,      beta(s) = beta_min + s (beta_max - beta_min),

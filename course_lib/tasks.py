@@ -1,9 +1,9 @@
 """Checkable tasks for chapter 3: an instruction set built from the course language, and a few-shot task.
 
-Introduced in chapter 3 (sections 3 and 7). Every task has an exact, automatic grader, so a model's
+Every task has an exact, automatic grader, so a model's
 answers are scored without a human or a bigger model.
 
-**Instruction set (SFT, section 3).** Two instructions, each a task token that starts the prompt:
+**Instruction set (SFT).** Two instructions, each a task token that starts the prompt:
 
 - ``[complete] w_1 .. w_k [sep]`` -> ``w_{k+1} .. w_n``: finish a sentence of the language. Open-ended
   (many right answers); graded by the language's exact validator on ``w_1 .. w_k + answer``.
@@ -15,7 +15,7 @@ The prompt is never masked during SFT and the answer is followed by [EOS] paddin
 instruction tokens (:func:`instruction_tokenizer`); a pretrained language model gets three new embedding
 rows (:func:`course_lib.nn.grow_vocabulary`).
 
-**Few-shot labelling (in-context learning, section 7).** 24 words fall into 4 fixed classes (6 words
+**Few-shot labelling (in-context learning).** 24 words fall into 4 fixed classes (6 words
 each). A *labelling rule* maps the 4 classes one-to-one to the labels ``P Q R S``; there are
 :data:`ICL_NUM_RULES` = 6 rules (fixed permutations). Each *episode* picks one rule at random, shows
 ``k`` examples ``word = label ;`` and asks ``query =``. Which rule holds exists only in the prompt: with
@@ -25,7 +25,7 @@ best achievable accuracy for every ``k`` exactly (the ideal Bayesian reader), th
 This is ICL as *task recognition* (Xie et al. 2022; Pan et al. 2023): the rules are learnable from
 training, the prompt says which one applies. (A fresh random rule per prompt, ICL as *task learning*,
 needs the model to copy labels from matching examples, an induction circuit; in the chapter's budget
-that circuit did not form, see section 7.)
+that circuit did not form.)
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def make_instruction(task: str, sentence: list, rng: np.random.RandomState) -> I
 
 def instruction_set(split: str, n: int, seed: int = 0) -> list[Instruction]:
     """``n`` instructions from the language's ``split``, half of each task (alternating), deterministic in ``seed``.
-    Introduced in chapter 3, section 3. Sentences too long for a task are skipped."""
+    Sentences too long for a task are skipped."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     sentences = language.read_split(split)
@@ -207,10 +207,10 @@ def instructions_to_ids(examples, tokenizer: Tokenizer | None = None, length: in
 
 # ------------------------------------------------------------------------------------------ asking models
 def icl_predictions(model, episodes) -> list[str]:
-    """The model's label for each episode's query (greedy, among the four labels). Introduced in chapter 3,
-    section 7. AR: the next token after ``[EOS] + prompt``; MDM: the canvas ``prompt + [MASK] ...`` (up to
-    :data:`ICL_SEQ_LEN`), one forward pass, the answer position. Both choose among P, Q, R, S only, so
-    neither can lose points by answering something that is not a label."""
+    """The model's label for each episode's query (greedy, among the four labels). AR: the next token after ``[EOS] +
+    prompt``; MDM: the canvas ``prompt + [MASK] ...`` (up to :data:`ICL_SEQ_LEN`), one forward pass, the answer
+    position. Both choose among P, Q, R, S only, so neither can lose points by answering something that is not a
+    label."""
     tok = icl_tokenizer()
     labels = torch.tensor(tok.encode(list(ICL_LABELS)))
     causal = getattr(getattr(model, "config", None), "attention", None) == "causal"
@@ -242,7 +242,7 @@ def answer_instructions(model, examples, steps: int | None = None, block_length:
                         remasking: str = "low_confidence", temperature: float = 0.0, seed: int = 0,
                         length: int = 41, cfg_scale: float = 0.0) -> list:
     """An SFT model's answers (word lists; None without [EOS]) to instruction ``examples``, by LLaDA's sampler.
-    Introduced in chapter 3, section 3. The answer region fills the canvas: ``gen_length = length - len(prompt)``;
+    The answer region fills the canvas: ``gen_length = length - len(prompt)``;
     ``steps`` defaults to ``gen_length`` (one token per step), ``block_length`` to ``gen_length`` (pure
     diffusion); ``cfg_scale`` is LLaDA's unsupervised classifier-free guidance. Examples are batched by prompt length."""
     tok = instruction_tokenizer()

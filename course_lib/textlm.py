@@ -1,6 +1,6 @@
 """Training, evaluating and sampling the text models of chapters 2-4: AR, MDLM and D3PM on one Transformer.
 
-Introduced in chapter 2, section 7 (experiments); reused by chapters 3 and 4. One recipe dict
+One recipe dict
 (:class:`TextLMConfig`) names the objective, the :class:`course_lib.nn.Transformer` size and the
 optimiser; :func:`train_text_model` runs it with a progress bar and periodic validation, and the
 evaluation functions report every model's negative log-likelihood (an exact value for AR, an upper
@@ -36,7 +36,7 @@ Objectives (``TextLMConfig.objective``):
   ``t ~ U(0,1)`` per row, ``p_mask = (1 - eps) t + eps``, masked CE / p_mask, divided by B*L). Its
   expectation is the MDLM bound with the linear schedule, so :func:`mdlm_nelbo` evaluates it. With
   ``mask_ratio`` set (for example 0.15), every row is masked at that one fixed rate instead: BERT's
-  masked-LM objective (without the 80/10/10 replacement), the comparison of chapter 3, section 1.
+  masked-LM objective (without the 80/10/10 replacement), the comparison of chapter 3.
 - ``"d3pm_uniform"`` / ``"d3pm_absorbing"``: D3PM's hybrid loss (Austin et al. 2021, eq. 5,
   lambda = 0.01) with the x0-parameterisation; :func:`d3pm_nelbo` estimates the T-step bound
   ``L_T + sum_{t=1}^T L_{t-1}`` by sampling t. The transition matrices of uniform and absorbing
@@ -55,7 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoints, d3pm, language, masked
+from . import checkpoints, d3pm, ddpm, language, masked
 from .nn import Transformer, TransformerConfig
 from .runtime import progress
 from .tokenizer import Tokenizer, batchify
@@ -72,7 +72,7 @@ SEQ_LEN = language.MAX_LEN + 1          # 41: the longest sentence (40 words) pl
 
 @dataclass
 class TextLMConfig:
-    """A training recipe. Introduced in chapter 2, section 7. Build one from a dict with
+    """A training recipe. Build one from a dict with
     :meth:`from_dict` (unknown keys raise ``ValueError``).
 
     ``model`` holds :class:`course_lib.nn.TransformerConfig` fields; ``vocab_size`` and ``seq_len``
@@ -200,7 +200,7 @@ def _check_ids(ids, name: str = "ids", seq_len: int | None = None) -> torch.Tens
 def counted_tokens(ids: torch.Tensor) -> torch.Tensor:
     """(N,) number of counted tokens per row: every position that is not [PAD] (the words and the [EOS]).
 
-    Introduced in chapter 2, section 7; the denominator of every "nats per token" in chapters 2-4."""
+    The denominator of every "nats per token" in the course."""
     return (ids != PAD_ID).sum(1)
 
 
@@ -217,7 +217,7 @@ def pack_canvases(ids: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` packed canvases: sentences of ``ids`` drawn at random (with replacement), each followed by
     its [EOS], laid end to end until the canvas is full; the last sentence is cut at the canvas edge.
 
-    Introduced in chapter 2, section 7 (packing). This is MDLM's ``wrap`` data mode (the official
+    This is MDLM's ``wrap`` data mode (the official
     repository wraps OpenWebText; LM1B is padded), except that every canvas starts at a sentence start,
     so the text before the first [EOS] of a canvas is distributed exactly like a sentence of the data.
     ``ids``: padded canvases from :func:`tokenizer.batchify`; the result has the same width and no [PAD]."""
@@ -249,7 +249,7 @@ def pack_canvases(ids: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
 class D3PMNoise:
     """Closed-form uniform or absorbing D3PM noise over ``K`` tokens (D3PM App. A.2).
 
-    Introduced in chapter 2, section 7. ``Q_t = (1 - beta_t) I + beta_t 1 pi^T`` and
+    ``Q_t = (1 - beta_t) I + beta_t 1 pi^T`` and
     ``Q-bar_t = alpha-bar_t I + (1 - alpha-bar_t) 1 pi^T`` with ``pi`` uniform (1/K) or the [MASK]
     one-hot. The betas are D3PM's (those of :func:`d3pm.uniform_schedule` /
     :func:`d3pm.absorbing_schedule`, which do not depend on K), so this agrees with
@@ -314,10 +314,12 @@ def _noise_for(cfg: TextLMConfig, K: int) -> D3PMNoise:
     return D3PMNoise(cfg.objective.removeprefix("d3pm_"), K, cfg.T)
 
 
-def _d3pm_logits(model, x_t, t, T):
+def d3pm_logits(model, x_t, t, T):
+    """A D3PM text model's x0-logits at integer times ``t`` (of ``T``), with [MASK] excluded: the model sees t / T
+    if it was trained with a time input."""
     tc = model.config.time_conditioning
     logits = model(x_t, (t.float() / T).to(x_t.device)) if tc else model(x_t)
-    return d3pm.zero_mask_logits(logits, MASK_ID)          # clean text never contains [MASK]
+    return masked.exclude_mask(logits, MASK_ID)            # clean text never contains [MASK]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,7 +350,7 @@ def _training_loss(model, cfg: TextLMConfig, x0: torch.Tensor, g: torch.Generato
     # D3PM hybrid loss (eq. 5): L_{t-1} at one t ~ U{1..T} per sequence, plus lambda * CE(x0-prediction)
     t = torch.randint(1, noise.T + 1, (x0.shape[0],), generator=g)
     x_t = noise.sample(x0, t, g)
-    logits = _d3pm_logits(model, x_t, t, noise.T)
+    logits = d3pm_logits(model, x_t, t, noise.T)
     vb = noise.vb_terms(logits, x0, x_t, t)
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x0.reshape(-1), reduction="sum")
     return (vb.sum().float() + cfg.hybrid_lambda * ce) / tokens
@@ -376,8 +378,7 @@ class NLLResult(NamedTuple):
 
 def nll_summary(per_seq, tokens) -> NLLResult:
     """Nats per counted token, with standard errors, from ``per_seq`` (N, S): nats per sentence for each of S
-    Monte-Carlo draws (S = 1 for an exact NLL), and ``tokens`` (N,), the counted tokens of each sentence.
-    Introduced in chapter 2, section 7."""
+    Monte-Carlo draws (S = 1 for an exact NLL), and ``tokens`` (N,), the counted tokens of each sentence."""
     per_seq, tokens = torch.as_tensor(per_seq), torch.as_tensor(tokens)
     samples = per_seq.shape[1] if per_seq.shape[1] > 1 else 0
     a = per_seq.detach().double().cpu().mean(1)          # statistics on the CPU, whatever the model's device
@@ -400,8 +401,7 @@ def _batches(n: int, batch_size: int):
 
 def ar_nll(model: Transformer, ids: torch.Tensor, batch_size: int = 256) -> NLLResult:
     """Exact NLL of an AR model, nats per counted token: ``-sum_i log p(x_i | x_<i)`` over the words and
-    [EOS] (first word predicted from the [EOS]-as-BOS input), divided by the number of those tokens.
-    Introduced in chapter 2, section 7."""
+    [EOS] (first word predicted from the [EOS]-as-BOS input), divided by the number of those tokens."""
     return nll_summary(ar_nll_terms(model, ids, batch_size), counted_tokens(ids))
 
 
@@ -431,7 +431,7 @@ def mdlm_nelbo(model: Transformer, ids: torch.Tensor, schedule="linear", samples
                batch_size: int = 256, eps: float = 1e-3) -> NLLResult:
     """MDLM's continuous-time NELBO (eq. 10-11), nats per counted token, by Monte Carlo.
 
-    Introduced in chapter 2, section 7. Each sentence gets ``samples`` times, one in each stratum
+    Each sentence gets ``samples`` times, one in each stratum
     [k/S, (k+1)/S) of [0, 1) (antithetic/stratified sampling, as :func:`masked.sample_times` does
     across a batch), mapped to [eps, 1]; one mask draw per time. The per-sentence NELBO sums the
     weighted masked-token NLL over all canvas positions (PAD included, see the module docstring).
@@ -468,7 +468,7 @@ def d3pm_nelbo(model: Transformer, ids: torch.Tensor, kind: str, T: int = 1000, 
                seed: int = 0, batch_size: int = 256) -> NLLResult:
     """D3PM's T-step bound ``L_T + sum_{t=1}^T L_{t-1}``, nats per counted token, estimated by sampling t.
 
-    Introduced in chapter 2, section 7. The sum over t is ``T * E_{t ~ U{1..T}} L_{t-1}``; each sentence
+    The sum over t is ``T * E_{t ~ U{1..T}} L_{t-1}``; each sentence
     gets ``samples`` values of t, one in each stratum of {1..T} (stratified sampling), and one draw of
     x_t per t. ``L_T`` (the prior term) is exact. All canvas positions count, divided by counted tokens."""
     return nll_summary(d3pm_nelbo_terms(model, ids, kind, T, samples, seed, batch_size), counted_tokens(ids))
@@ -493,7 +493,7 @@ def d3pm_nelbo_terms(model: Transformer, ids: torch.Tensor, kind: str, T: int = 
         prior = noise.prior_kl(x0).sum(1)
         for k in range(samples):
             x_t = noise.sample(x0, t_all[:, k], g)
-            vb = noise.vb_terms(_d3pm_logits(model, x_t, t_all[:, k], T), x0, x_t, t_all[:, k])
+            vb = noise.vb_terms(d3pm_logits(model, x_t, t_all[:, k], T), x0, x_t, t_all[:, k])
             per_seq[sl, k] = T * vb.sum(1) + prior
     model.train(was)
     return per_seq
@@ -503,7 +503,7 @@ def evaluate_nll(model: Transformer, ids: torch.Tensor, recipe, samples: int | N
                  seed: int = 0) -> NLLResult:
     """The objective's NLL (bound) on ``ids`` in nats per counted token: :func:`ar_nll` (exact),
     :func:`mdlm_nelbo` or :func:`d3pm_nelbo` (Monte Carlo, ``samples`` per sentence; default the
-    recipe's ``eval_samples``, at least 2). Introduced in chapter 2, section 7."""
+    recipe's ``eval_samples``, at least 2)."""
     return nll_summary(evaluate_nll_terms(model, ids, recipe, samples, seed), counted_tokens(ids))
 
 
@@ -524,7 +524,7 @@ def evaluate_nll_terms(model: Transformer, ids: torch.Tensor, recipe, samples: i
 # ----------------------------------------------------------------------------------------------
 
 def build_model(recipe) -> Transformer:
-    """The recipe's Transformer (freshly initialised, seeded by ``recipe.seed``). Introduced in chapter 2, section 7."""
+    """The recipe's Transformer (freshly initialised, seeded by ``recipe.seed``)."""
     cfg = TextLMConfig.from_dict(recipe)
     torch.manual_seed(cfg.seed)
     return Transformer(cfg.transformer_config())
@@ -534,7 +534,7 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
                      model: Transformer | None = None, show_progress: bool = True, desc: str | None = None,
                      max_seconds: float | None = None, num_threads: int | None = 1,
                      prompt_lengths: torch.Tensor | None = None):
-    """Train a text model; returns ``(model, history)``. Introduced in chapter 2, section 7.
+    """Train a text model; returns ``(model, history)``.
 
     ``train_ids``/``valid_ids``: (N, seq_len) canvases from :func:`tokenizer.batchify`. Each step draws
     ``batch_size`` random rows (with replacement, from a generator seeded by ``recipe.seed``), takes
@@ -552,7 +552,7 @@ def train_text_model(recipe, train_ids: torch.Tensor, valid_ids: torch.Tensor | 
     assumes ``steps``). ``num_threads`` sets ``torch.set_num_threads`` during training (1 by default:
     on a 2-core machine two threads oversubscribe as soon as anything else runs); None leaves it.
 
-    ``prompt_lengths`` (N,) turns a ``"llada"`` recipe into LLaDA's SFT (chapter 3, section 3): row i of
+    ``prompt_lengths`` (N,) turns a ``"llada"`` recipe into LLaDA's SFT (chapter 3): row i of
     ``train_ids`` is ``[prompt | answer | EOS ...]`` with a prompt of ``prompt_lengths[i]`` tokens, and the
     loss is :func:`course_lib.masked.sft_step_loss`. ``model`` may then be a pretrained model to fine-tune."""
     cfg = TextLMConfig.from_dict(recipe)
@@ -669,7 +669,7 @@ def to_sentences(rows, tokenizer: Tokenizer) -> list:
 def sample_ar_tokens(model: Transformer, n: int, temperature: float = 1.0, seed: int = 0,
                      max_tokens: int | None = None, batch_size: int = 500) -> torch.Tensor:
     """``n`` ancestral samples from an AR model as token ids (n, seq_len): start from [EOS] (as BOS) and draw
-    tokens until [EOS]; [PAD] after it. Introduced in chapter 2, section 7.
+    tokens until [EOS]; [PAD] after it.
 
     At most ``max_tokens`` (default seq_len) tokens, [EOS] included. [PAD] and [MASK] get probability zero
     (AR never sees them as targets). Batches are drawn in turn from one generator seeded with ``seed``, so the
@@ -710,7 +710,7 @@ def sample_ar_tokens(model: Transformer, n: int, temperature: float = 1.0, seed:
 def sample_ar(model: Transformer, n: int, tokenizer: Tokenizer, temperature: float = 1.0, seed: int = 0,
               max_tokens: int | None = None, batch_size: int = 500) -> list:
     """:func:`sample_ar_tokens` as sentences: lists of word strings (without [EOS]), None where a sample
-    never emitted [EOS]. Introduced in chapter 2, section 7."""
+    never emitted [EOS]."""
     return to_sentences(sample_ar_tokens(model, n, temperature, seed, max_tokens, batch_size), tokenizer)
 
 
@@ -719,7 +719,7 @@ def sample_mdlm_tokens(model: Transformer, n: int, steps: int | None = None, ord
                        schedule="linear", temperature: float = 1.0, seed: int = 0,
                        batch_size: int = 500) -> torch.Tensor:
     """``n`` samples from an MDLM as token canvases (n, seq_len): :func:`masked.ancestral_sampler` over a canvas
-    of seq_len positions. Introduced in chapter 2, section 7.
+    of seq_len positions.
 
     ``steps`` defaults to seq_len (one token per step on average); ``order`` is ``"random"`` (MDLM) or
     ``"confidence"`` (LLaDA's low-confidence remasking). The sampler runs with MDLM's cache (row by row): a
@@ -733,7 +733,7 @@ def sample_mdlm_tokens(model: Transformer, n: int, steps: int | None = None, ord
     model.eval()
     out = []
     for sl in _batches(n, batch_size):
-        out.append(masked.final(masked.ancestral_sampler(lambda z: model(z.to(dev)).float().cpu(), L, steps or L,
+        out.append(ddpm.final(masked.ancestral_sampler(lambda z: model(z.to(dev)).float().cpu(), L, steps or L,
                                                          MASK_ID, g, order=order, schedule=schedule,
                                                          batch=sl.stop - sl.start, temperature=temperature,
                                                          cache=True)))
@@ -745,7 +745,7 @@ def sample_mdlm(model: Transformer, n: int, tokenizer: Tokenizer, steps: int | N
                 order: str = "random", schedule="linear", temperature: float = 1.0, seed: int = 0,
                 batch_size: int = 500) -> list:
     """:func:`sample_mdlm_tokens` as sentences: what precedes the first [EOS] of each canvas (the rest is
-    ignored), None where a canvas has no [EOS]. Introduced in chapter 2, section 7."""
+    ignored), None where a canvas has no [EOS]."""
     return to_sentences(sample_mdlm_tokens(model, n, steps, order, schedule, temperature, seed, batch_size),
                         tokenizer)
 
@@ -753,7 +753,7 @@ def sample_mdlm(model: Transformer, n: int, tokenizer: Tokenizer, steps: int | N
 def sample_validity(samples, data=None, grammar=None) -> dict:
     """Validity of samples by the language's exact validator, and their lengths against the data's.
 
-    Introduced in chapter 2, section 7. ``samples``: lists of words (None = no [EOS], invalid).
+    ``samples``: lists of words (None = no [EOS], invalid).
     ``data``: reference sentences (default: the train split) for the mean length. Returns a dict:
     ``n``, ``valid_fraction``, ``no_eos_fraction``, ``mean_length`` (words, over samples with an
     [EOS]), ``data_mean_length`` and ``length_ratio`` (sample / data)."""
@@ -777,7 +777,7 @@ def sample_validity(samples, data=None, grammar=None) -> dict:
 
 _SMALL = dict(n_layer=4, n_head=4, d_model=128)        # 0.88M parameters (0.90M with time conditioning)
 TEXT_RECIPES = {
-    # Chapter 2, section 7: one Transformer size for every objective. Step counts are chosen so that
+    # Chapter 2: one Transformer size for every objective. Step counts are chosen so that
     # each recipe trains in at most about 14 minutes on a 2-core CPU (AR and D3PM on one thread, so two
     # can train side by side; MDLM, the most compute-hungry, on both cores: TEXT_RECIPE_THREADS). The two
     # D3PM models see the same batches (same seed, batch size and steps): their bounds compare at equal tokens.
@@ -789,13 +789,13 @@ TEXT_RECIPES = {
                               warmup=200, ema_decay=0.999, eval_every=500),
     "lm_d3pm_uniform": dict(objective="d3pm_uniform", model=_SMALL, steps=2500, batch_size=64, lr=1.5e-3,
                             warmup=200, ema_decay=0.999, eval_every=500),
-    # Chapter 2, section 7 (packing): lm_mdlm's recipe on packed canvases (pack_canvases), MDLM's wrap mode.
+    # Chapter 2 (packing): lm_mdlm's recipe on packed canvases (pack_canvases), MDLM's wrap mode.
     # Same size, steps and batch (so the same compute); each canvas holds about 4 sentences, not one plus 32 [PAD]s.
     "lm_mdlm_packed": dict(objective="mdlm", model=_SMALL, steps=6500, batch_size=64, lr=1.5e-3, warmup=200,
                            ema_decay=0.999, eval_every=500, eval_sentences=500),
 }
 TEXT_RECIPES.update({
-    # Chapter 3, section 1: LLaDA's loss with a variable masking rate against BERT's fixed 15%, same model,
+    # Chapter 3: LLaDA's loss with a variable masking rate against BERT's fixed 15%, same model,
     # data, batches (same seed) and steps; one thread each so the pair trains side by side in ~12 minutes.
     "lm_llada": dict(objective="llada", model=_SMALL, steps=4000, batch_size=64, lr=1.5e-3, warmup=200,
                      ema_decay=0.999, eval_every=500),
@@ -805,24 +805,24 @@ TEXT_RECIPES.update({
 FACTS_MODEL = dict(n_layer=4, n_head=4, d_model=128, seq_len=8)          # vocab_size: set from the world's names
 _ICL = dict(n_layer=4, n_head=4, d_model=128, seq_len=36, vocab_size=33)
 TEXT_RECIPES.update({
-    # Chapter 3, section 6 (reversal curse): AR and MDM twins, same size, same statements, same batches.
+    # Chapter 3 (reversal curse): AR and MDM twins, same size, same statements, same batches.
     "facts_ar": dict(objective="ar", model=FACTS_MODEL, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
                      weight_decay=0.1, eval_every=2000, eval_sentences=500),
     "facts_mdm": dict(objective="llada", model=FACTS_MODEL, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
                       weight_decay=0.1, eval_every=2000, eval_sentences=500),
-    # Chapter 3, section 7 (in-context learning): twins trained on few-shot episodes (tasks.icl_episodes).
+    # Chapter 3 (in-context learning): twins trained on few-shot episodes (tasks.icl_episodes).
     "icl_ar": dict(objective="ar", model=_ICL, steps=3000, batch_size=64, lr=1.5e-3, warmup=200,
                    ema_decay=0.999, eval_every=1000, eval_sentences=500),
     "icl_mdm": dict(objective="llada", model=_ICL, steps=3000, batch_size=64, lr=1.5e-3, warmup=200,
                     ema_decay=0.999, eval_every=1000, eval_sentences=500),
-    # Chapter 3, section 3 (SFT): lm_mdlm, grown by the three instruction tokens, fine-tuned on instructions.
+    # Chapter 3 (SFT): lm_mdlm, grown by the three instruction tokens, fine-tuned on instructions.
     "sft_mdm": dict(objective="llada", model=dict(_SMALL, vocab_size=356), steps=2500, batch_size=64, lr=5e-4,
                     warmup=100, ema_decay=0.999, eval_every=2500),
 })
 TEXT_RECIPE_THREADS = {"lm_ar": 1, "lm_mdlm": 2, "lm_mdlm_packed": 2, "lm_d3pm_absorbing": 1, "lm_d3pm_uniform": 1,
                        "lm_llada": 1, "lm_bert15": 1, "facts_ar": 1, "facts_mdm": 1, "icl_ar": 1, "icl_mdm": 1,
                        "sft_mdm": 1}
-# Chapter 4, section 2 (mixture of experts): lm_mdlm's size and objective, 750 steps (about 3 minutes each on one
+# Chapter 4 (mixture of experts): lm_mdlm's size and objective, 750 steps (about 3 minutes each on one
 # thread), same data, batches and seed. Blocks 0-1 stay dense (LLaDA 2.0's first_k_dense_replace; 2 of 4 keeps
 # every checkpoint under 8 MB), blocks 2-3 are MoE. Equal ACTIVE feed-forward width per token: the dense SwiGLU
 # has d_ff = 344 (3 * 128 * 344 = 132,096 weights); Switch runs 2 of 8 experts of 172 (2 * 172 = 344); the
@@ -848,12 +848,12 @@ SFT_INSTRUCTIONS = 20000           # training instructions of sft_mdm (tasks.ins
 
 def language_ids(split: str, tokenizer: Tokenizer | None = None) -> torch.Tensor:
     """The course language's ``split`` ("train", "valid" or "test") as (N, 41) canvases
-    (:func:`tokenizer.batchify`). Introduced in chapter 2, section 7."""
+    (:func:`tokenizer.batchify`)."""
     return batchify(language.read_split(split), tokenizer or Tokenizer.for_language(), SEQ_LEN)
 
 
 def load_text_model(name: str) -> Transformer:
     """A shipped text model (``lm_ar``, ``lm_mdlm``, ``lm_d3pm_absorbing``, ``lm_d3pm_uniform``), verified
-    against the manifest, in eval mode; its recipe is ``model.recipe``. Introduced in chapter 2, section 7.
+    against the manifest, in eval mode; its recipe is ``model.recipe``.
     A missing or corrupt file raises :class:`course_lib.checkpoints.CheckpointError` naming the retrain command."""
     return checkpoints.load_model(name, lambda config: Transformer(TextLMConfig.from_dict(config).transformer_config()))

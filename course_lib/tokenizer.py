@@ -1,6 +1,6 @@
 """Tokenizers: words of the course's language, or the characters of any text file, through one API.
 
-Introduced in chapter 2, section 3 ("From sentences to tensors"). It implements:
+It implements:
 
 - :class:`Tokenizer` with the special tokens ``[PAD]`` = 0, ``[MASK]`` = 1 (the absorbing state of
   masked diffusion) and ``[EOS]`` = 2 (ends every document), followed by the ordinary tokens;
@@ -119,7 +119,7 @@ class Tokenizer:
 def batchify(sentences, tokenizer: Tokenizer, length: int, too_long: str = "error") -> torch.Tensor:
     """A ``LongTensor`` of shape ``(len(sentences), length)``: one sentence per row.
 
-    Introduced in chapter 2, section 3. Each row is the sentence's ids, then one ``[EOS]``, then
+    Each row is the sentence's ids, then one ``[EOS]``, then
     ``[PAD]`` up to ``length``::
 
         "the dog sleeps ."  ->  [the, dog, sleeps, ., EOS, PAD, PAD, ...]

@@ -1,12 +1,12 @@
 """2-D toy distributions for chapter 1, generated deterministically from a seed.
 
-Introduced in chapter 1, section 4. The Gaussian mixture is the star: its density, its score and
+The Gaussian mixture is the star: its density, its score and
 the score of *every noised marginal* q(x_t) are analytic, because noising a Gaussian mixture with
 x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps gives another Gaussian mixture:
 
     q_t(x) = sum_k pi_k N(x; sqrt(abar) mu_k, (abar s_k^2 + 1 - abar) I)
 
-so learned scores can be compared with exact ones (section 6).
+so learned scores can be compared with exact ones.
 """
 from __future__ import annotations
 

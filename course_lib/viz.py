@@ -1,6 +1,6 @@
 """The course's visual language: one palette and one matplotlib style for every chapter.
 
-Introduced in chapter 1 (section 0). The colour roles are fixed course-wide so that a reader who
+The colour roles are fixed course-wide so that a reader who
 learns them once reads every later figure at a glance: ``[MASK]`` is always grey, prompt tokens
 always blue, freshly unmasked tokens (M2T) green, edited tokens (T2T) orange, "AR" always purple
 and "diffusion" always teal.

@@ -45,7 +45,6 @@
 # and learned ones red. Each sampler keeps one colour in every figure of the chapter.
 
 # %%
-import inspect
 import math
 
 import matplotlib.pyplot as plt
@@ -53,18 +52,15 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from course_lib import (artefacts, checkpoints, ddpm, exercises, metrics, mlp, recipes, runtime, schedules,
-                        score, sde, toy2d, viz, widgets)
-from course_lib.runtime import below
+from course_lib import (artefacts, checkpoints, ddpm, metrics, mlp, recipes, runtime, schedules, score, sde, toy2d,
+                        viz)
+from course_lib.demos import ch1 as demos
+from course_lib.exercises import ch1 as exercises
+from course_lib.runtime import below, show_source
 
 device, gen = runtime.setup(seed=0)
 torch.set_num_threads(2)
 print("device:", device)
-
-
-def show_source(fn):
-    """Print a course_lib function's source, so the code sits right under its equation."""
-    print(inspect.getsource(fn))
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -160,7 +156,7 @@ print(f"alpha-bar_T: linear {float(lin.alpha_bars[-1]):.1e}, cosine {float(cos.a
 
 # %%
 gmm = toy2d.course_gmm()
-demo_noise = widgets.noising_demo(gmm.sample(1500, seed=5), {"linear": lin, "cosine": cos})
+demo_noise = demos.noising_demo(**demos.noising_inputs())     # 1,500 points of the mixture; both schedules
 demo_noise
 
 # %% [markdown]
@@ -495,8 +491,14 @@ show_source(ddpm.ddpm_sampler)
 # \sigma = \eta\sqrt{\tfrac{1-\bar\alpha_s}{1-\bar\alpha_t}}\sqrt{1-\tfrac{\bar\alpha_t}{\bar\alpha_s}} .$$
 #
 # With $\eta = 1$ the same formula is DDPM's ancestral step on the sub-sequence (checked in
-# `tests/test_ddpm.py`), so one function covers both families.
-#
+# `tests/test_ddpm.py`), so one function covers both families. The sampler walks an evenly spaced
+# sub-sequence of times and applies that step (`ddpm.ddim_step`, which you will write yourself in
+# Exercise 1.3):
+
+# %%
+show_source(ddpm.ddim_sampler)
+
+# %% [markdown]
 # Both samplers predict $\hat x_0$ on the way, and, as Ho et al. do for images (clipped to $[-1, 1]$),
 # we clip it to the data's range, here $[-3.5, 3.5]$ (`recipes.TOY_CLIP`): every toy lies inside
 # $[-3, 3]^2$, so the clip only acts on a trajectory that has left the data (we will see one below).
@@ -537,7 +539,7 @@ assert rep_ddpm["ratio"] <= 1.3 and rep_ddim["ratio"] <= 1.5
 # scores are computed here.
 
 # %%
-show_source(artefacts.ch1_samplers)
+show_source(recipes.ch1_samplers)
 bank = artefacts.load("ch1_samplers")
 print(bank.describe())
 
@@ -730,21 +732,9 @@ assert all(e <= 0.2 for e in errors.values())
 # the shading is $\log q_t$.
 
 # %%
-field_ts = [1, 10, 25, 50, 100, 175, 250, 375, 500, 625, 750, 1000]
-fx, fy = np.meshgrid(np.linspace(-3.5, 3.5, 21), np.linspace(-3.5, 3.5, 21))
-fpts = torch.tensor(np.stack([fx.ravel(), fy.ravel()], 1), dtype=torch.float32)
-dx_, dy_ = np.meshgrid(np.linspace(-3.5, 3.5, 90), np.linspace(-3.5, 3.5, 90))
-dpts = torch.tensor(np.stack([dx_.ravel(), dy_.ravel()], 1), dtype=torch.float64)
-learned_f, exact_f, logd, errs = [], [], [], []
-for t in field_ts:
-    q_t = gmm.noised(float(lin.alpha_bars[t]))
-    exact_f.append(q_t.score(fpts).numpy().reshape(21, 21, 2))
-    learned_f.append(score.model_score(model, fpts, t, lin).numpy().reshape(21, 21, 2))
-    logd.append(q_t.log_prob(dpts).numpy().reshape(90, 90))
-    xs = q_t.sample(2000, seed=t)
-    errs.append(score.relative_error(score.model_score(model, xs, t, lin), q_t.score(xs)))
-demo_score = widgets.score_field_demo(np.stack([fx, fy], -1), field_ts, np.stack(learned_f), np.stack(exact_f),
-                                      np.stack(logd), errs)
+score_inputs = demos.score_field_inputs()     # the learned and the exact score at 12 times, on a 21 x 21 grid
+field_ts = score_inputs["times"]
+demo_score = demos.score_field_demo(**score_inputs)
 demo_score
 
 # %%
@@ -869,7 +859,7 @@ assert gap < 2e-3
 show_source(sde.pf_ode_sampler)
 
 # %%
-# The four runs of each kind come from the artefact loaded in section 5 (`artefacts.ch1_samplers`:
+# The four runs of each kind come from the artefact loaded in section 5 (`recipes.ch1_samplers`:
 # 2,000 points per run, the exact score with seed 30, the shipped model with seed 31; each sampler is the
 # library function shown above, called exactly as in the artefact's code).
 
@@ -948,7 +938,7 @@ assert torch.equal(x_ref, a2)
 # stochastic samplers jitter all the way, the deterministic ones glide.
 
 # %%
-demo_traj = widgets.trajectory_demo({n: trajs[n] for n in ("DDPM", "DDIM", "reverse SDE", "PF-ODE")})
+demo_traj = demos.trajectory_demo(**demos.trajectory_inputs())     # the trajectories of the artefact above
 demo_traj
 
 # %%
@@ -1018,15 +1008,9 @@ print(f"classes present: {dq['classes']}; counts per class: {dq['counts']}")
 # the same way the reverse row condenses out of it.
 
 # %%
-g = torch.Generator().manual_seed(12)
-dsch = digits.ddpm_schedule()
-d_times, d_rev = ddpm.trajectory(ddpm.ddpm_sampler(digit_model, (10, 64), dsch, generator=g, clip_x0=1.0), keep=26)
-x_real, _ = digits.load_digits_data("test")
-x_real = x_real[:10]
-eps_d = torch.randn(x_real.shape, generator=g)
-d_fwd = torch.stack([ddpm.q_sample(x_real, t, dsch, noise=eps_d) for t in d_times])
-to_img = lambda arr: np.stack([digits.to_images(a.clamp(-1, 1)) for a in arr])  # noqa: E731
-demo_digits = widgets.digits_demo(d_times, to_img(d_fwd), to_img(d_rev))
+digit_inputs = demos.digits_inputs()     # ten held-out digits noised to 26 times; one reverse run at the same times
+d_times = digit_inputs["times"]
+demo_digits = demos.digits_demo(**digit_inputs)
 demo_digits
 
 # %%

@@ -53,27 +53,22 @@
 # models teal in every comparison plot.
 
 # %%
-import inspect
 import math
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown, display
 
-from course_lib import (artefacts, checkpoints, d3pm, exercises, language, masked, runtime, textlm, tokenizer,
-                        viz, widgets)
-from course_lib.runtime import below
+from course_lib import (artefacts, checkpoints, d3pm, ddpm, language, masked, recipes, runtime, textlm, tokenizer,
+                        viz)
+from course_lib.demos import ch2 as demos
+from course_lib.exercises import ch2 as exercises
+from course_lib.runtime import below, show_source
 
 device, gen = runtime.setup(seed=0)
 torch.set_num_threads(2)
 print("device:", device)
-
-
-def show_source(fn):
-    """Print a course_lib function's source, so the code sits right under its equation."""
-    print(inspect.getsource(fn))
 
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -218,22 +213,10 @@ print("one step is nearly the identity: probability of leaving a token in the si
 # to find out *which* words are wrong. Absorbing noise announces where the damage is.
 
 # %%
-demo_times = list(range(0, 1001, 20))
-explorer_sentence = next(s for s in train_sents if len(s) == 10)
-sent_ids = torch.tensor(tok.encode(explorer_sentence))
-noise_u = np.random.RandomState(5).rand(len(sent_ids))
-random_words = np.random.RandomState(6).randint(3, len(tok), len(sent_ids))   # a replacement word per position
-lm_noise = {kind: textlm.D3PMNoise(kind, len(tok), 1000) for kind in ("uniform", "absorbing")}
-corrupted = {}
-for kind, nz in lm_noise.items():
-    rows = []
-    for t in demo_times:
-        hit = noise_u >= float(nz.alpha_bars[t])
-        rows.append([("[MASK]" if kind == "absorbing" else tok.itos[int(random_words[i])]) if hit[i] else w
-                     for i, w in enumerate(explorer_sentence)])
-    corrupted[kind] = rows
-matrices = {kind: sch.Qbars[demo_times].numpy() for kind, sch in small.items()}
-demo_transition = widgets.transition_demo(matrices, demo_times, explorer_sentence, corrupted)
+show_source(demos.transition_inputs)
+transition_inputs = demos.transition_inputs()
+demo_times = transition_inputs["times"]
+demo_transition = demos.transition_demo(**transition_inputs)
 demo_transition
 
 # %%
@@ -429,7 +412,7 @@ for kind in ("uniform", "absorbing"):
     xt = fast.sample(x0, t, g)
     logits = torch.randn(32, 20, 30, generator=g, dtype=torch.float64)
     if kind == "absorbing":
-        logits = d3pm.zero_mask_logits(logits, 29)
+        logits = masked.exclude_mask(logits, 29)
     gap = float((fast.vb_terms(logits, x0, xt, t) - d3pm.vb_term(logits, x0, xt, t, dense)).abs().max())
     prior_gap = float((fast.prior_kl(x0) - d3pm.prior_kl(x0, dense)).abs().max())
     print(f"{kind:9s}: max |closed-form L_(t-1) - dense L_(t-1)| {below(gap, 1e-12)}; prior term L_T gap {below(prior_gap, 1e-12)}")
@@ -577,25 +560,13 @@ assert var_ratio > 1.0
 # sentence with a long one.
 
 # %%
-t_grid = (np.arange(40) + 0.5) / 40
-by_len = sorted(valid_sents[:300], key=len)
-picked = {"short": by_len[20], "medium": by_len[150], "long": by_len[-5]}
-integrands, examples = {}, {}
-g = torch.Generator().manual_seed(13)
-with torch.no_grad():
-    for label, sent in picked.items():
-        x = tokenizer.batchify([sent], tok, textlm.SEQ_LEN)
-        tt = torch.tensor(t_grid, dtype=torch.float64).repeat_interleave(32)
-        xs = x.repeat(len(tt), 1)
-        zt, msk = masked.forward_mask(xs, tt, "linear", tok.mask_id, g)
-        vals = masked.mdlm_loss(mdlm(zt), xs, zt, msk, tt, "linear", mask_id=tok.mask_id).nelbo.reshape(40, 32)
-        mean, se = vals.mean(1).numpy(), (vals.std(1) / math.sqrt(32)).numpy()
-        key = f"{label}: {' '.join(sent[:6])}{' ...' if len(sent) > 6 else ''} ({len(sent)} words)"
-        integrands[key] = {"mean": mean, "se": se, "nelbo": float(np.mean(mean))}
-        examples[key] = [[tok.itos[int(i)] for i in zt[32 * k, :len(sent) + 1]] for k in range(40)]
-        print(f"{key}: NELBO = {np.mean(mean):.2f} nats (midpoint rule over 40 times x 32 masks); "
-              f"exact -log p_data = {-language.log_prob(sent, grammar):.2f} nats")
-demo_integrand = widgets.nelbo_integrand_demo(t_grid, integrands, examples)
+show_source(demos.nelbo_integrand_inputs)
+nelbo_inputs = demos.nelbo_integrand_inputs()
+t_grid, integrands = nelbo_inputs["t_grid"], nelbo_inputs["integrands"]
+for key, v in integrands.items():
+    print(f"{key}: NELBO = {v['nelbo']:.2f} nats (midpoint rule over 40 times x 32 masks); "
+          f"exact -log p_data = {v['exact']:.2f} nats")
+demo_integrand = demos.nelbo_integrand_demo(**nelbo_inputs)
 demo_integrand
 
 # %%
@@ -828,7 +799,7 @@ with torch.no_grad():
         for t in t_prof:
             tt = torch.full((len(x0),), int(t))
             xt = nz.sample(x0, tt, g)
-            vb = nz.vb_terms(textlm._d3pm_logits(models[name], xt, tt, 1000), x0, xt, tt)
+            vb = nz.vb_terms(textlm.d3pm_logits(models[name], xt, tt, 1000), x0, xt, tt)
             vals.append(float(1000 * vb.sum() / ntok))
         prof[name] = np.array(vals)
 fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -838,6 +809,22 @@ ax.set(xlabel="t / T (fraction of the way to pure noise)", ylabel=r"$T \cdot L_{
        title="The D3PM bound is the area under each curve", xlim=(0, 1))
 ax.legend()
 plt.show()
+
+# %% [markdown]
+# **The sampler, written out.** MDLM generates by running the reverse process: start from a canvas of
+# [MASK] at $t = 1$ and walk down to $t = 0$ in equal steps. From $t$ to $s$ (eq. 6-7), each masked token
+# is unmasked with probability $(\alpha_s-\alpha_t)/(1-\alpha_t)$, to a word drawn from
+# $x_\theta(z_t)$ (SUBS: the model's distribution with [MASK] excluded); unmasked words never change.
+# Here is that loop for one sentence. The library's `masked.ancestral_sampler` runs the same loop on a
+# batch, with more options (other orders, temperature, the cache of section 7); for the same seed it
+# draws the same random numbers, and the cell checks that both write the same sentence.
+
+# %%
+show_source(masked.sample_one)
+one = masked.sample_one(mdlm, textlm.SEQ_LEN, 41, tok.mask_id, torch.Generator().manual_seed(3))
+batched = ddpm.final(masked.ancestral_sampler(mdlm, textlm.SEQ_LEN, 41, tok.mask_id, torch.Generator().manual_seed(3)))
+assert torch.equal(one, batched[0]), "the readable loop and the batched sampler disagree"
+print("one sample:", " ".join(textlm.to_sentence(one, tok) or ["(no [EOS])"]))
 
 # %% [markdown]
 # **Samples and the exact validator.** A likelihood bound says little about what a model *writes*.
@@ -855,12 +842,12 @@ plt.show()
 # setting of every artefact).
 
 # %%
-show_source(artefacts.ch2_samples)
+show_source(recipes.ch2_samples)
 bank = artefacts.load("ch2_samples")
 print(bank.describe())
-first = textlm.sample_mdlm_tokens(mdlm, artefacts.TEXT_BATCH, steps=41, seed=32, batch_size=artefacts.TEXT_BATCH)
-same = int((first.numpy() == bank["mdlm"][:artefacts.TEXT_BATCH]).all(1).sum())
-print(f"MDLM samples drawn now vs the bank's first batch: {same} of {artefacts.TEXT_BATCH} identical")
+first = textlm.sample_mdlm_tokens(mdlm, recipes.TEXT_BATCH, steps=41, seed=32, batch_size=recipes.TEXT_BATCH)
+same = int((first.numpy() == bank["mdlm"][:recipes.TEXT_BATCH]).all(1).sum())
+print(f"MDLM samples drawn now vs the bank's first batch: {same} of {recipes.TEXT_BATCH} identical")
 
 # %%
 ar_samples, mdlm_samples = (textlm.to_sentences(bank[k], tok) for k in ("ar", "mdlm"))
@@ -1069,7 +1056,7 @@ def timed_run(cache, seed):
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     with torch.no_grad():
-        x = masked.final(masked.ancestral_sampler(counter, 32, 1000, tok.mask_id, g, cache=cache))
+        x = ddpm.final(masked.ancestral_sampler(counter, 32, 1000, tok.mask_id, g, cache=cache))  # run to the end, as in chapter 1
     return x, time.perf_counter() - t0, counter.calls
 
 
@@ -1096,14 +1083,7 @@ assert all(c_plain >= 10 * c_cache for _, _, c_plain, c_cache in cache_rows)
 # its [PAD]s and leaves room for a longer sentence.
 
 # %%
-play = {}
-for order in ("random", "confidence"):
-    g = torch.Generator().manual_seed(51)
-    with torch.no_grad():
-        states = [st.x[0].numpy() for st in masked.ancestral_sampler(lambda z: mdlm(z).float(), textlm.SEQ_LEN, textlm.SEQ_LEN,
-                                                                       tok.mask_id, g, order=order)]
-    play[f"{order} order"] = np.stack(states)
-demo_playback = widgets.playback_demo(play, tok.itos, tok.mask_id)
+demo_playback = demos.playback_demo(**demos.playback_inputs())     # one sample, seed 51, in each order
 demo_playback
 
 # %%

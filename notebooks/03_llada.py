@@ -55,35 +55,24 @@
 
 # %%
 import copy
-import inspect
 import json
 import math
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown, display
 
-from course_lib import (artefacts, checkpoints, exercises, facts, language, llada, masked, runtime, scaling, tasks,
-                        textlm, tokenizer, viz, widgets)
-from course_lib.runtime import below
+from course_lib import (artefacts, checkpoints, facts, language, llada, masked, recipes, runtime, scaling, tasks,
+                        textlm, tokenizer, viz)
+from course_lib.demos import ch3 as demos
+from course_lib.exercises import ch3 as exercises
+from course_lib.runtime import below, show_source, timer
 
 device, gen = runtime.setup(seed=0)
 torch.set_num_threads(2)
 print("device:", device)
 AR_C, MDM_C = viz.COLORS["ar"], viz.COLORS["diffusion"]
 manifest = checkpoints.read_manifest()
-
-
-def show_source(fn):
-    """Print a course_lib function's source, so the code sits right under its equation."""
-    print(inspect.getsource(fn))
-
-
-def timer():
-    t0 = time.perf_counter()
-    return lambda: time.perf_counter() - t0
 
 
 grammar = language.default_grammar()
@@ -218,25 +207,10 @@ assert v_llada["valid_fraction"] > v_bert["valid_fraction"] + 0.1
 # what is likely anywhere (frequent words, [EOS] and padding at the end).
 
 # %%
-mask_sentence = test_sents[3]
-n_words = len(mask_sentence) + 1                     # the words and the [EOS]
-mask_ts = np.round(np.linspace(0.0, 1.0, 21), 2)
-order = torch.randperm(41, generator=torch.Generator().manual_seed(5))
-ids0 = tokenizer.batchify([mask_sentence], tok, 41)
-rank = torch.empty(41, dtype=torch.long)
-rank[order] = torch.arange(41)
-masks_t, top_words, top_probs = [], [], []
-with torch.no_grad():
-    for t_ in mask_ts:
-        mm = rank < int(round(t_ * 41))
-        xt = torch.where(mm[None], torch.full_like(ids0, tok.mask_id), ids0)
-        pr = torch.softmax(masked.exclude_mask(mdlm(xt), tok.mask_id).double(), -1)[0]
-        p3, i3 = pr.topk(3, -1)
-        masks_t.append(mm[:n_words].numpy())
-        top_words.append([[tok.itos[j] for j in i3[k].tolist()] if mm[k] else [""] * 3 for k in range(n_words)])
-        top_probs.append(p3[:n_words].numpy())
-demo_mask = widgets.masking_demo(mask_ts, mask_sentence + ["[EOS]"], np.array(masks_t), top_words,
-                                 np.array(top_probs))
+show_source(demos.masking_inputs)
+mask_inputs = demos.masking_inputs()
+mask_ts = mask_inputs["t_values"]
+demo_mask = demos.masking_demo(**mask_inputs)
 demo_mask
 
 # %%
@@ -443,6 +417,24 @@ def my_low_confidence_step(x, logits, k, mask_id):
 
 _ = exercises.check_low_confidence_step(my_low_confidence_step)
 
+# %% [markdown]
+# **The whole loop.** Here is LLaDA's sampler for one prompt, blocks and all, with exactly your step inside
+# (plus one refinement: confidences that agree to within $10^{-5}$ are ties, broken by a draw from the
+# generator, so that round-off in the last bits of a float, which differs between CPUs, never decides an
+# order). The library's `llada.generate` runs the same loop on a batch, with guidance, random remasking and a
+# record of every step for the demo below; for the same seed both write the same answer, as the cell checks
+# on three prompts, with the semi-autoregressive setting (blocks of 8) and sampling at temperature 1.
+
+# %%
+show_source(llada.generate_one)
+for i, sent in enumerate(language.read_split("test")[:3]):
+    p = torch.tensor(tok.encode(sent[:3]))
+    kw = dict(steps=32, gen_length=32, block_length=8, temperature=1.0, mask_id=tok.mask_id)
+    one = llada.generate_one(llada_model, p, generator=torch.Generator().manual_seed(i), **kw)
+    batched = llada.generate(llada_model, p[None], generator=torch.Generator().manual_seed(i), **kw)[0]
+    assert torch.equal(one, batched), "the readable loop and the batched sampler disagree"
+    print(" ".join(sent[:3]), "|", " ".join(textlm.to_sentence(one[3:], tok) or ["(no [EOS])"]))
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Low-confidence versus random remasking
 #
@@ -519,7 +511,7 @@ for rm in ("low_confidence", "random"):
 # sharpens the answer's dependence on the prompt.
 
 # %%
-comp7 = artefacts.complete_prompts()
+comp7 = recipes.complete_prompts()
 comp_len = float(np.mean([len(e.answer) for e in comp7]))
 answers = artefacts.load("ch3_complete")     # ./course artefacts ch3_complete: tasks.answer_instructions per setting
 
@@ -558,16 +550,9 @@ print("  low confidence, cfg scale   : " + "   ".join(f"{w}: {v:.1%} valid, {n:.
 # remasking starts (the easy, certain positions) compared with random remasking and with blocks.
 
 # %%
-viewer_ex = comp7[0]
-vp = torch.tensor([itok.encode(viewer_ex.prompt)])
-records = {}
-for label, rm, bl in (("low confidence, pure diffusion", "low_confidence", 32),
-                      ("random, pure diffusion", "random", 32), ("low confidence, blocks of 8", "low_confidence", 8)):
-    _, rec = llada.generate(sft, vp, steps=32, gen_length=32, block_length=bl, remasking=rm, mask_id=itok.mask_id,
-                            generator=torch.Generator().manual_seed(0), record=True)
-    records[label] = {"canvases": rec.canvases[:, 0].numpy(), "commit_step": rec.commit_step[0].numpy(),
-                      "commit_conf": rec.commit_conf[0].numpy()}
-demo_gen = widgets.generation_demo(records, itok.itos, itok.mask_id, vp.shape[1])
+gen_inputs = demos.generation_inputs()     # the first [complete] prompt of the set above, decoded three ways
+records = gen_inputs["records"]
+demo_gen = demos.generation_demo(**gen_inputs)
 demo_gen
 
 # %%
@@ -721,14 +706,7 @@ plt.show()
 # about them.
 
 # %%
-people = [c for p, c in world.held_out]
-rev_answers = {}
-for kind in ("forward", "reverse", "left_masked", "control"):
-    prompts = [" ".join(p) for p, _ in world.queries[kind]]
-    truth = [a[0] if a else "" for _, a in world.queries[kind]]
-    rev_answers[kind] = {"prompt": prompts, "truth": truth,
-                         "ar": answers_f[("AR", kind)] or [""] * len(people), "mdm": answers_f[("MDM", kind)]}
-demo_rev = widgets.reversal_demo(people, rev_answers)
+demo_rev = demos.reversal_demo(**demos.reversal_inputs())     # both models' answers to every held-out query
 demo_rev
 
 # %%

@@ -52,18 +52,19 @@
 # **M2T** (a mask turned into a token) green and **T2T** (a token edited into another) orange.
 
 # %%
-import inspect
 import json
 import os
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from course_lib import (arith, artefacts, blockdiff, cap, checkpoints, decoding, editing, exercises, language, llada,
-                        masked, moe, moe_study, params, rl, runtime, textlm, tokenizer, viz, widgets)
+from course_lib import (arith, artefacts, blockdiff, cap, checkpoints, decoding, editing, language, masked,
+                        moe, moe_study, params, rl, runtime, textlm, tokenizer, viz)
+from course_lib.demos import ch4 as demos
+from course_lib.exercises import ch4 as exercises
+from course_lib.runtime import show_source, timer
 
 device, gen = runtime.setup(seed=0)
 torch.set_num_threads(2)
@@ -73,16 +74,6 @@ os.environ["COURSE_NO_PROGRESS"] = "1"
 print("device:", device)
 AR_C, MDM_C = viz.COLORS["ar"], viz.COLORS["diffusion"]
 manifest = checkpoints.read_manifest()
-
-
-def show_source(fn):
-    """Print a course_lib function's source, so the code sits right under its equation."""
-    print(inspect.getsource(fn))
-
-
-def timer():
-    t0 = time.perf_counter()
-    return lambda: time.perf_counter() - t0
 
 
 grammar = language.default_grammar()
@@ -156,7 +147,7 @@ _ = exercises.check_topk_routing(my_topk_routing)
 # **active** parameters (those one token uses) from the total: all routed experts count in the total, only
 # top-$k$ of them per layer in the active count; embeddings, attention, the dense first layer, the shared
 # expert, routers and norms are active for every token. Applied to the published LLaDA 2.0 configs
-# (dFactory's `config.json`, REFERENCE.md section 4):
+# (the `config.json` files of inclusionAI's dFactory, `configs/model_configs/llada2_{mini,flash}`):
 
 # %%
 mini, flash = params.count_params(params.LLADA2_MINI), params.count_params(params.LLADA2_FLASH)
@@ -261,16 +252,9 @@ print("most concentrated classes:", ", ".join(f"{c} {100 * v:.0f}% to one expert
 # which experts it goes to and with what weight (the router runs on the clean sentence here).
 
 # %%
-router_sentence = test_ids[3:4]
-n_words = int((router_sentence[0] != tok.pad_id).sum())
-with torch.no_grad():
-    moe_model(router_sentence)
-layers = moe_model.moe_layers()
-route_experts = np.stack([m.last_routing.experts.numpy()[:n_words] for _, m in layers])
-route_weights = np.stack([m.last_routing.weights.numpy()[:n_words] for _, m in layers])
-router_words = [tok.itos[i] for i in router_sentence[0, :n_words].tolist()]
-demo_router = widgets.router_demo(router_words, route_experts, route_weights, moe_model.config.n_experts,
-                                  layer_names=[f"block {i}" for i, _ in layers])
+router_inputs = demos.router_inputs()     # test sentence 3 through moe_llada2: each layer's experts and weights
+n_words = len(router_inputs["words"])
+demo_router = demos.router_demo(**router_inputs)
 demo_router
 
 # %%
@@ -362,8 +346,7 @@ plt.show()
 # shrinks to nothing.
 
 # %%
-demo_block = widgets.block_mask_demo(L_show, [1, 2, 4, 8, 16],
-                                     {lb: blockdiff.block_diffusion_mask(L_show, lb).numpy() for lb in [1, 2, 4, 8, 16]})
+demo_block = demos.block_mask_demo(**demos.block_mask_inputs())     # L = 16, block sizes 1 to 16
 demo_block
 
 # %%
@@ -518,7 +501,7 @@ plt.show()
 # below is measured on the first 1,000 held-out pairs, with the same prompts for every decoder.
 
 # %%
-print(inspect.getsource(arith.encode_answer))
+show_source(arith.encode_answer)
 test_pairs = arith.problems("test")[:1000]
 test_prompts, test_full = arith.to_ids(test_pairs)
 for r in test_full[:3]:
@@ -533,15 +516,26 @@ print({k: manifest["add_sft"]["metrics"][k] for k in ("steps", "test_accuracy_10
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 3.2 Threshold decoding on addition
 #
-# The decoder, in `course_lib.decoding` (read `threshold_decode`'s docstring and the loop `_decode` it
-# shares with the editing decoder). **TPF** is tokens per forward pass: the generated tokens up to and
+# The decoder, written out for one prompt below (`decoding.decode_one`): block by block, each step is one
+# forward pass that commits every masked position of the block whose confidence passes the threshold, and at
+# least the most confident one. With `tau_edit=None` the T2T lines do nothing; section 5 switches them on.
+# The library's `decoding.threshold_decode` runs the same loop on a batch of prompts (rows finish at different
+# steps, so it keeps track of which rows are still decoding); the cell checks that both give the same
+# answers on 200 prompts. **TPF** is tokens per forward pass: the generated tokens up to and
 # including the first [EOS], divided by the model calls the row took part in; the headline is the ratio of
 # the sums over all prompts. Decoding goes block by block and a row stops after the block that holds its
 # [EOS], so padding never inflates TPF. Here the whole answer (4 digits, [EOS], 3 [EOS] pads) is one block of
 # 8, so one token per step costs 8 forward passes for 5 counted tokens: TPF 0.625 is the baseline.
 
 # %%
-print(inspect.getdoc(decoding.threshold_decode))
+show_source(decoding.decode_one)
+batch_res = decoding.threshold_decode(sft, test_prompts[:200], arith.GEN_LENGTH, arith.GEN_LENGTH, 0.9,
+                                      arith.MASK_ID, arith.EOS_ID)
+for i in range(200):
+    one = decoding.decode_one(sft, test_prompts[i], arith.GEN_LENGTH, arith.GEN_LENGTH, 0.9, None,
+                              arith.MASK_ID, arith.EOS_ID)
+    assert torch.equal(one, batch_res.x[i, arith.PROMPT_LENGTH:]), "the readable loop and the batched decoder disagree"
+print("decode_one = threshold_decode on 200 prompts at threshold 0.9")
 
 
 def run_thresholds(model, thresholds, prompts=test_prompts, pairs=test_pairs):
@@ -636,7 +630,8 @@ plt.show()
 # nouns are right. Low-confidence positions are not the model's failure; they are the text's genuine
 # uncertainty, and committing them in parallel draws each from its own marginal, which is how "the the"
 # appears (the repeated-word column). This is the same reason LLaDA 2.1 is fastest on code and maths and
-# slowest on instruction following (REFERENCE.md section 5: 892 TPS on HumanEval+, 248 on IFEval).
+# slowest on instruction following (LLaDA 2.1, arXiv 2602.08676, Table 3: S-Mode flash with quantisation at 892
+# tokens per second on HumanEval+, 248 on IFEval).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. CAP: training the model to be sure where it is right
@@ -660,7 +655,7 @@ plt.show()
 # data, batches and learning rate, one with the confidence term and one without.
 
 # %%
-print(inspect.getsource(cap.confidence_loss))
+show_source(cap.confidence_loss)
 # numerical check of the definition on a tiny example, against a direct transcription
 g_chk = torch.Generator().manual_seed(0)
 lg = torch.randn(2, 5, arith.VOCAB_SIZE, generator=g_chk)
@@ -739,7 +734,7 @@ assert ratio95 >= 1.3 and loss95 <= 3, "bar: CAP raises TPF >= 1.3x at the same 
 # like `add_sft` and `add_cap`, for the same number of steps.
 
 # %%
-print(inspect.getsource(editing.m2t_t2t_loss))
+show_source(editing.m2t_t2t_loss)
 # check: with edit_rate = 0 nothing is replaced, and the M2T term is exactly LLaDA's SFT loss on that corruption
 g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
 pl = torch.full((8,), arith.PROMPT_LENGTH)
@@ -750,16 +745,17 @@ print(f"M2T term {parts['m2t']:.6f} vs LLaDA SFT loss {ref_sft:.6f}")
 assert abs(parts["m2t"] - ref_sft) < 1e-5
 
 # %% [markdown]
-# **Which thresholds are S and Q?** The report does not say, and the published defaults disagree
-# (REFERENCE.md section 5): the official HF `generate` uses $\tau_\text{mask} = 0.95, \tau_\text{edit} = 0.9$;
+# **Which thresholds are S and Q?** The report does not say, and the published defaults disagree:
+# the official HF `generate` of the LLaDA2.1 models uses $\tau_\text{mask} = 0.95, \tau_\text{edit} = 0.9$;
 # SGLang's `JointThreshold` 0.5 / 0.0 ("full editing, recommended for most cases"); the diffusers example
 # 0.7 / 0.5. We take the two ends as the two modes: **S-Mode = (0.5, 0.0)** (draft anything the model
 # favours at better than even odds, edit whenever it changes its mind) and **Q-Mode = (0.95, 0.9)** (the
 # official conservative default); the diffusers point sits in between on the threshold explorer below.
-# Change `MODES` to try others.
+# Change `MODES` to try others. The decoder is the loop of section 3.2 (`decoding.decode_one`) with its T2T
+# lines switched on by `tau_edit`; the batched `decoding.edit_decode` runs it on all prompts at once.
 
 # %%
-MODES = {"S-Mode": (0.5, 0.0), "Q-Mode": (0.95, 0.9)}
+MODES = dict(decoding.EDIT_MODES)     # {"S-Mode": (0.5, 0.0), "Q-Mode": (0.95, 0.9)}
 # %%
 editor = arith.load_arith_model("add_edit")
 ref_answers = test_full[:, arith.PROMPT_LENGTH:]
@@ -790,6 +786,12 @@ print(f"S/Q TPF ratio {S['tpf'] / Q['tpf']:.2f} (paper, flash: 5.93 / 3.64 = 1.6
       f"T2T repaired {S['repaired']} of {S['drafted']} drafted errors ({100 * S['repaired'] / max(S['drafted'], 1):.0f}%)")
 assert S["tpf"] >= 1.5 * Q["tpf"], "bar: S-Mode TPF >= 1.5x Q-Mode's"
 assert S["acc"] > S_off["acc"], "bar: with T2T, S-Mode is more accurate than the same thresholds without T2T"
+for name, (tm, te) in MODES.items():        # the loop of section 3.2 with T2T on = the batched edit_decode
+    res, _ = run_edit(editor, tm, te, prompts=test_prompts[:200], pairs=test_pairs[:200])
+    assert all(torch.equal(decoding.decode_one(editor, test_prompts[i], arith.GEN_LENGTH, arith.GEN_LENGTH, tm, te,
+                                               arith.MASK_ID, arith.EOS_ID), res.x[i, arith.PROMPT_LENGTH:])
+               for i in range(200)), name
+print("decode_one with editing = edit_decode on 200 prompts, in both modes")
 
 # %% [markdown]
 # **Reading the table.** Both bars hold: S-Mode writes 1.67 times as many tokens per forward pass as Q-Mode
@@ -853,20 +855,12 @@ _ = exercises.check_m2t_t2t_sets(my_m2t_t2t_sets)
 # shown is the first held-out prompt on which S-Mode's draft held an error that T2T repaired.)
 
 # %%
-S_res, _ = run_edit(editor, *MODES["S-Mode"], record=True)
-drafts_wrong = (S_res.drafts != ref_answers) & (S_res.drafts >= 0)
-repaired_rows = [b for b in range(len(test_pairs)) if bool(drafts_wrong[b].any()) and
-                 bool(arith.grade(S_res.x[b:b + 1], test_pairs[b:b + 1]).all())]
-show_row = repaired_rows[0] if repaired_rows else 0
-one = test_prompts[show_row:show_row + 1]
-play = {}
-for name, ed in (("S-Mode", True), ("Q-Mode", True), ("S-Mode, T2T off", False)):
-    tm, te = MODES[name.split(",")[0]]
-    r1, _ = run_edit(editor, tm, te, editing=ed, record=True, prompts=one, pairs=test_pairs[show_row:show_row + 1])
-    play[name] = decoding.playback_frames(r1, 0, reference=test_full[show_row])
+show_source(demos.editing_playback_inputs)
+edit_inputs = demos.editing_playback_inputs()
+show_row, play = edit_inputs["row"], edit_inputs["frames"]
 print(f"prompt {show_row}: {arith.decode(test_full[show_row][:arith.PROMPT_LENGTH])}   right answer "
-      f"{test_pairs[show_row].sum().item()}; {len(repaired_rows)} held-out prompts had a drafted error repaired")
-demo_edit = widgets.editing_playback_demo(play, arith.ITOS, arith.PROMPT_LENGTH, arith.MASK_ID)
+      f"{test_pairs[show_row].sum().item()}")
+demo_edit = demos.editing_playback_demo(**edit_inputs)
 demo_edit
 
 # %%
@@ -887,8 +881,7 @@ for name in ("S-Mode", "Q-Mode"):
     r = modes[(name, True)]
     assert abs(grid["accuracy"][i][j] - round(r["acc"], 2)) < 1e-6 and abs(grid["tpf"][i][j] - round(r["tpf"], 4)) < 1e-6, name
 print("grid entries at the S and Q settings = this run's measurements")
-demo_thr = widgets.threshold_demo(grid["tau_mask"], grid["tau_edit"], np.array(grid["tpf"]), np.array(grid["accuracy"]),
-                                  references={"S-Mode (ours)": (S["tpf"], S["acc"]), "Q-Mode (ours)": (Q["tpf"], Q["acc"])})
+demo_thr = demos.threshold_demo(**demos.threshold_inputs())     # the stored grid, with S and Q marked
 demo_thr
 
 # %%

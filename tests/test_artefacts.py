@@ -1,4 +1,4 @@
-"""The shipped artefacts (``data/artefacts/``, ``course_lib.artefacts``): each one was made by the shipped code from
+"""The shipped artefacts (``data/artefacts/``, ``course_lib.artefacts``; defined in ``course_lib.recipes``): each one was made by the shipped code from
 the shipped checkpoints.
 
 The proof is a redraw: ``./course artefacts --check --all`` runs, in a fresh process in the pinned numerical mode,
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_lib import artefacts, checkpoints, runtime
+from course_lib import artefacts, checkpoints, recipes, runtime  # noqa: F401  (recipes registers the artefacts)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_every_shipped_file_is_a_registered_artefact_that_loads():
 
 def test_first_batches_are_redrawn_identically():
     """The heavy one: redraw the first batch of every artefact (about 25 s on 2 cores)."""
-    proc = subprocess.run([sys.executable, "-m", "course_lib.artefacts", "--check", "--all"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "course_lib.recipes", "artefacts", "--check", "--all"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     print(proc.stdout)
     assert proc.returncode == 0, f"an artefact is not reproduced by the shipped code:\n{proc.stdout}\n{proc.stderr}"
@@ -58,7 +58,7 @@ def test_missing_and_unknown_artefacts_name_the_fix(monkeypatch, tmp_path):
     with pytest.raises(artefacts.ArtefactError, match=rf"missing; make it with: \./course artefacts {name}"):
         artefacts.load(name)
     with pytest.raises(artefacts.ArtefactError, match="unknown artefact 'nope'"):
-        artefacts.load("nope")
+        artefacts.entry("nope")
 
 
 @pytest.fixture

@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from course_lib import exercises as E
+from types import SimpleNamespace
+
+from course_lib.exercises import base, ch1, ch2, ch3, ch4
+
+# every chapter's checkers (and their references) under one name
+E = SimpleNamespace(**{k: v for m in (base, ch1, ch2, ch3, ch4) for k, v in vars(m).items() if not k.startswith("__")})
 
 
 def q_sample_ok(x0, t, eps, ab):

@@ -26,7 +26,8 @@ import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from course_lib import gallery, widgets  # noqa: E402
+from course_lib import gallery  # noqa: E402
+from course_lib.demos.base import Demo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -105,7 +106,7 @@ def built(key):
 def test_stored_inputs_build_the_demo(key):
     d = gallery.entry(key)
     demo = built(key)
-    assert isinstance(demo, widgets.Demo) and demo.name == d.name
+    assert isinstance(demo, Demo) and demo.name == d.name
     assert f"demo-{d.name}" in demo._dom_classes
     assert demo.controls, f"demo {key} has no control"
     for ck, c in demo.controls.items():
@@ -151,9 +152,9 @@ def test_recomputed_noising_and_transition_inputs_match():
 def test_recomputed_masking_inputs_match():
     d = gallery.entry("3a")
     fresh, stored = d.compute(), d.inputs()
-    assert fresh["sentence"] == stored["sentence"] and fresh["guesses"] == stored["guesses"]
-    assert np.array_equal(fresh["masks"], stored["masks"]) and np.array_equal(fresh["t"], stored["t"])
-    np.testing.assert_allclose(fresh["probs"], stored["probs"], atol=1e-6)
+    assert fresh["sentence"] == stored["sentence"] and fresh["top_words"] == stored["top_words"]
+    assert np.array_equal(fresh["masks"], stored["masks"]) and np.array_equal(fresh["t_values"], stored["t_values"])
+    np.testing.assert_allclose(fresh["top_probs"], stored["top_probs"], atol=1e-6)
 
 
 CHAPTER4 = ["4a", "4b", "4c", "4d"]
@@ -201,7 +202,7 @@ def test_threshold_inputs_are_the_stored_grid():
     from course_lib import arith
     grid = json.loads(arith.GRID_PATH.read_text())
     x = gallery.entry("4d").inputs()
-    assert x["tau_mask"] == grid["tau_mask"] and x["tau_edit"] == grid["tau_edit"]
+    assert x["tau_mask_values"] == grid["tau_mask"] and x["tau_edit_values"] == grid["tau_edit"]
     assert np.array_equal(x["tpf"], np.array(grid["tpf"])) and np.array_equal(x["accuracy"], np.array(grid["accuracy"]))
     for name, (tm, te) in {"S-Mode": (0.5, 0.0), "Q-Mode": (0.95, 0.9)}.items():
         i, j = grid["tau_mask"].index(tm), grid["tau_edit"].index(te)

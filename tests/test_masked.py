@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from course_lib import ddpm
 from course_lib import masked as m
 
 TS = torch.linspace(0.01, 1.0, 100, dtype=torch.float64)
@@ -178,7 +179,7 @@ def test_discrete_time_likelihood_is_normalised_and_nelbo_bounds_it():
 def test_random_order_sampler_samples_the_dp_likelihood():
     toy = m.ToyDistribution.random(3, 2, seed=6)
     den = m.smoothed_denoiser(toy, 0.3)
-    x = m.final(m.ancestral_sampler(den, 3, 3, toy.mask_id, gen(15), batch=40000))
+    x = ddpm.final(m.ancestral_sampler(den, 3, 3, toy.mask_id, gen(15), batch=40000))
     idx = (x * torch.tensor([4, 2, 1])).sum(1)
     emp = torch.bincount(idx, minlength=8).double() / len(idx)
     exact = m.discrete_time_log_likelihood(toy, den, 3).exp()
@@ -224,8 +225,8 @@ class RowCounter:
 def test_cached_sampler_in_a_batch_recomputes_only_changed_rows():
     net = TinyDenoiser(11, seed=1)
     plain, cached = RowCounter(net), RowCounter(net)
-    a = m.final(m.ancestral_sampler(plain, 12, 200, 10, gen(18), batch=6))
-    b = m.final(m.cached_sampler(cached, 12, 200, 10, gen(18), batch=6))
+    a = ddpm.final(m.ancestral_sampler(plain, 12, 200, 10, gen(18), batch=6))
+    b = ddpm.final(m.cached_sampler(cached, 12, 200, 10, gen(18), batch=6))
     assert torch.equal(a, b)
     assert plain.rows == 6 * 200
     assert cached.rows <= 6 * (12 + 1)      # each row changes at most once per token, plus the first call
@@ -248,11 +249,13 @@ def test_bad_inputs_raise_value_error():
         m.forward_mask(x0 + 3, 0.5, "linear", 3)                    # already holds [MASK]
     with pytest.raises(ValueError):
         m.forward_mask(x0, torch.tensor([0.5, 0.5, 0.5]), "linear", 3)
-    with pytest.raises(ValueError):
-        m.subs_log_probs(torch.zeros(2, 4, 3), x0, 3)               # mask id outside the vocabulary
-    with pytest.raises(ValueError):
-        m.subs_log_probs(torch.zeros(2, 5, 4), x0, 3)               # shape mismatch
     xt, masked = m.forward_mask(x0, 0.5, "linear", 3, gen(0))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        m.mdlm_loss(torch.zeros(2, 4, 3), x0, xt, masked, 0.5, "linear", mask_id=3)
+    with pytest.raises(ValueError, match="shape"):
+        m.mdlm_loss(torch.zeros(2, 5, 4), x0, xt, masked, 0.5, "linear", mask_id=3)
+    with pytest.raises(ValueError, match="shape"):
+        next(iter(list(m.ancestral_sampler(lambda z: torch.zeros(1, 3, 4), 4, 2, 3))))
     with pytest.raises(ValueError):
         m.mdlm_loss(torch.zeros(2, 4, 4), x0, xt, ~masked, 0.5, "linear", mask_id=3)
     with pytest.raises(ValueError):

@@ -137,8 +137,44 @@ def _lock() -> dict[str, str]:
 
 
 def _direct() -> list[Requirement]:
+    from lock import direct_dependencies
+    return direct_dependencies(ROOT / "pyproject.toml")
+
+
+def _requires_closure(names) -> set[str]:
+    """Every installed distribution that ``names`` pull in (their requirements without extras, recursively)."""
+    from importlib import metadata
+    seen, todo = set(), [canonicalize_name(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            reqs = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for r in map(Requirement, reqs):
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(r.name))
+    return seen
+
+
+def test_the_library_alone_installs_no_test_or_lecture_tools():
+    """``pip install -e .`` (no extras) brings what the library imports; pytest, nbval, playwright and voila come
+    only with the extras that ``./course`` installs."""
     with open(ROOT / "pyproject.toml", "rb") as f:
-        return [Requirement(r) for r in tomllib.load(f)["project"]["dependencies"]]
+        project = tomllib.load(f)["project"]
+    runtime = _requires_closure(Requirement(r).name for r in project["dependencies"])
+    tools = {"pytest", "nbval", "playwright", "voila", "pytest-xdist", "jupyterlab"}
+    assert not runtime & tools, f"the runtime dependencies pull in {sorted(runtime & tools)}"
+    extras = project["optional-dependencies"]
+    assert {"lab", "test", "lecture"} <= set(extras)
+    for name in ("pytest", "nbval", "playwright"):
+        assert any(canonicalize_name(Requirement(r).name) == name for r in extras["test"]), name
+    assert any(canonicalize_name(Requirement(r).name) == "voila" for r in extras["lecture"])
+    course = (ROOT / "course").read_text()
+    assert '-e ".[lab,test,lecture]"' in course, "./course setup must install every extra"
 
 
 def _environment_pip() -> list[str]:
@@ -166,7 +202,8 @@ def test_environment_yml_matches_lock():
     assert env["name"] == "dlm-course" and "conda-forge" in env["channels"], "environment.yml: name/channels"
     assert "python=3.11" in env["dependencies"], "environment.yml: needs python=3.11 (the lock was made on 3.11)"
     entries = _environment_pip()
-    assert "-e ." in entries, "environment.yml: the pip list must end with '-e .' (installs course_lib)"
+    assert "-e .[lab,test,lecture]" in entries, (
+        "environment.yml: the pip list must end with '-e .[lab,test,lecture]' (installs course_lib and its extras)")
     pins = {}
     for entry in entries:
         if "==" in entry:

@@ -16,9 +16,9 @@ stops the lock with an error, and the backports that only 3.10 needs (tomli, exc
 are appended with a ``python_version < "3.11"`` marker.
 
 environment.yml: the entries of its ``pip:`` list are replaced by one exact pin per direct
-dependency of pyproject.toml ([project].dependencies, versions taken from the new lock), then
+dependency of pyproject.toml ([project].dependencies and the extras, versions taken from the new lock), then
 ``-c requirements-lock.txt`` (the other packages at their locked versions, as in the pip route)
-and ``-e .``; everything else in the file is kept.
+and ``-e .[lab,test,lecture]``; everything else in the file is kept.
 """
 from __future__ import annotations
 
@@ -42,9 +42,13 @@ DROP_LOCAL_TAG = {canonicalize_name(n) for n in ("torch", "torchvision", "torcha
 
 
 def direct_dependencies(pyproject: Path) -> list[Requirement]:
-    """The requirements listed in pyproject.toml's [project].dependencies."""
+    """The requirements listed in pyproject.toml: [project].dependencies, then every optional-dependency group."""
     with open(pyproject, "rb") as f:
-        return [Requirement(r) for r in tomllib.load(f)["project"]["dependencies"]]
+        project = tomllib.load(f)["project"]
+    reqs = list(project["dependencies"])
+    for group in project.get("optional-dependencies", {}).values():
+        reqs += group
+    return [Requirement(r) for r in reqs]
 
 
 def freeze() -> list[str]:
@@ -123,7 +127,7 @@ def environment_text(old: str, pip_entries: list[str]) -> str:
                                 or len(lines[end]) - len(lines[end].lstrip()) > pip_indent):
         end += 1
     item = " " * (pip_indent + 4) + "- "
-    new = [item + e for e in pip_entries + ["-c requirements-lock.txt", "-e ."]]
+    new = [item + e for e in pip_entries + ["-c requirements-lock.txt", "-e .[lab,test,lecture]"]]
     return "\n".join(lines[:start + 1] + new + lines[end:]) + "\n"
 
 

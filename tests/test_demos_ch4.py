@@ -16,8 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from course_lib import widgets  # noqa: E402
-from test_widgets import assert_each_control_changes_image_and_caption, assert_slider_moves_render, assert_static_form  # noqa: E402
+from course_lib import viz  # noqa: E402
+from course_lib.demos import base, ch4 as demos  # noqa: E402
+from demo_checks import assert_demo_in_its_section, assert_each_control_changes_image_and_caption, assert_slider_moves_render, assert_static_form  # noqa: E402
 
 WORDS = ("the old fisherman carefully repaired his wooden boat while three curious children watched "
          "quietly from the harbour wall").split()
@@ -96,10 +97,10 @@ def threshold_data(n=11):
 
 
 def make_demos():
-    return {"router": (widgets.router_demo(*router_data()), {"layer": 1, "token": 5}),
-            "block_mask": (widgets.block_mask_demo(*block_data()), {"block": 2}),
-            "editing": (widgets.editing_playback_demo(editing_data(), ITOS, P, MASK), {"mode": "S-Mode", "step": 3}),
-            "threshold": (widgets.threshold_demo(*threshold_data()), {"tau_mask": 4, "tau_edit": 6})}
+    return {"router": (demos.router_demo(*router_data()), {"layer": 1, "token": 5}),
+            "block_mask": (demos.block_mask_demo(*block_data()), {"block": 2}),
+            "editing": (demos.editing_playback_demo(editing_data(), ITOS, P, MASK), {"mode": "S-Mode", "step": 3}),
+            "threshold": (demos.threshold_demo(*threshold_data()), {"tau_mask": 4, "tau_edit": 6})}
 
 
 DEMOS = make_demos()
@@ -128,9 +129,9 @@ def test_demo_classes_and_docstrings():
         assert f"demo-{name}" in demo._dom_classes
         assert repr(demo).startswith(f"<Demo {name}")
         assert all(f"demo-control-{k}" in c._dom_classes for k, c in demo.controls.items())
-    for fn, tag, sec in ((widgets.router_demo, "4a", 1), (widgets.block_mask_demo, "4b", 2),
-                         (widgets.editing_playback_demo, "4c", 5), (widgets.threshold_demo, "4d", 5)):
-        assert f"(Demo {tag})" in fn.__doc__ and f"chapter 4, section {sec}" in fn.__doc__
+    for fn, tag, sec in ((demos.router_demo, "4a", 1), (demos.block_mask_demo, "4b", 2),
+                         (demos.editing_playback_demo, "4c", 5), (demos.threshold_demo, "4d", 5)):
+        assert_demo_in_its_section(4, sec, tag, fn)
 
 
 # ------------------------------------------------------------------ content
@@ -202,7 +203,7 @@ def test_editing_cells_rings_and_caption():
     demo, _ = DEMOS["editing"]
     demo.set(mode="S-Mode", step=0)
     cells = [t.get_text() for t in demo.animated[9:9 + P + G]]
-    assert cells == [widgets._short(w) for w in WORDS[:P]] + ["[MASK]"] * G, "step 0: the prompt, then all [MASK]"
+    assert cells == [base.short(w) for w in WORDS[:P]] + ["[MASK]"] * G, "step 0: the prompt, then all [MASK]"
     assert "before the first step, 8 of 8 generated positions are [MASK]" in demo.caption.value
     demo.set(step=2)                                 # M2T commits 2 (one wrong), T2T repairs position 9
     ring_m2t, ring_t2t, strikes, marks = demo.animated[1:5]
@@ -222,10 +223,10 @@ def test_editing_cells_rings_and_caption():
     assert bold == ["children", "the", "three"], "the cells changed at this step are bold"
     # committed cells are pale shades of their confidence; [MASK] grey; prompt pale blue
     faces = demo.animated[0].get_facecolor()
-    cmap = matplotlib.colormaps[widgets.viz.CONFIDENCE_CMAP]
+    cmap = matplotlib.colormaps[viz.CONFIDENCE_CMAP]
     conf = frames[1]["conf"]
-    assert np.allclose(faces[P + 3], widgets._pale(cmap(conf[P + 3]), 0.45))
-    assert np.allclose(faces[P + 5], matplotlib.colors.to_rgba(widgets.viz.COLORS["mask"]))
+    assert np.allclose(faces[P + 3], base.pale(cmap(conf[P + 3]), 0.45))
+    assert np.allclose(faces[P + 5], matplotlib.colors.to_rgba(viz.COLORS["mask"]))
     demo.set(step=6)
     assert "<b>0</b> wrong vs the reference" in demo.caption.value and "So far 8 M2T commits and 3 T2T edits" in \
         demo.caption.value
@@ -236,7 +237,7 @@ def test_editing_cells_rings_and_caption():
 
 def test_editing_single_run_has_only_a_step_slider():
     frames = editing_data()["Q-Mode"]
-    demo = widgets.editing_playback_demo(frames, tuple(ITOS), np.int64(P), np.int64(MASK), title="Q-Mode decode")
+    demo = demos.editing_playback_demo(frames, tuple(ITOS), np.int64(P), np.int64(MASK), title="Q-Mode decode")
     assert list(demo.controls) == ["step"] and demo.title == "Q-Mode decode"
     demo.set(step=6)
     assert demo.caption.value.startswith("<b>Q-Mode decode</b>, step 6 of 6")
@@ -344,10 +345,10 @@ def _bad_threshold():
             ("references type", (tm, te, tpf, acc, [(3.0, 70.0)]), "dict")]
 
 
-BAD_INPUT = ([(widgets.router_demo, c) for c in _bad_router()]
-             + [(widgets.block_mask_demo, c) for c in _bad_block()]
-             + [(widgets.editing_playback_demo, c) for c in _bad_editing()]
-             + [(widgets.threshold_demo, c) for c in _bad_threshold()])
+BAD_INPUT = ([(demos.router_demo, c) for c in _bad_router()]
+             + [(demos.block_mask_demo, c) for c in _bad_block()]
+             + [(demos.editing_playback_demo, c) for c in _bad_editing()]
+             + [(demos.threshold_demo, c) for c in _bad_threshold()])
 
 
 @pytest.mark.parametrize("build, case", BAD_INPUT, ids=lambda v: v[0] if isinstance(v, tuple) else v.__name__)

@@ -12,8 +12,10 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from course_lib import d3pm, widgets  # noqa: E402
-from test_widgets import assert_slider_moves_render, assert_static_form  # noqa: E402
+from course_lib import d3pm  # noqa: E402
+from course_lib import viz  # noqa: E402
+from course_lib.demos import ch2 as demos  # noqa: E402
+from demo_checks import assert_demo_in_its_section, assert_slider_moves_render, assert_static_form  # noqa: E402
 
 MASK = "[MASK]"
 WORDS = ("the old fisherman carefully repaired his wooden boat while three curious children watched "
@@ -72,10 +74,10 @@ def nelbo_data(n=40, L=10, seed=0):
 
 
 def make_demos():
-    tr = widgets.transition_demo(*transition_data())
-    pb = widgets.playback_demo(*playback_data())
+    tr = demos.transition_demo(*transition_data())
+    pb = demos.playback_demo(*playback_data())
     t, integ, ex = nelbo_data()
-    ne = widgets.nelbo_integrand_demo(t, integ, ex)
+    ne = demos.nelbo_integrand_demo(t, integ, ex)
     return {"transition": (tr, {"i": 25, "kind": "absorbing"}),
             "playback": (pb, {"step": 17, "order": "confidence order"}),
             "nelbo": (ne, {"i": 20, "sentence": list(integ)[2]})}
@@ -109,9 +111,9 @@ def test_demo_classes_and_docstrings():
     for name, (demo, _) in DEMOS.items():
         assert f"demo-{name}" in demo._dom_classes
         assert repr(demo).startswith(f"<Demo {name}")
-    for fn, tag, sec in ((widgets.transition_demo, "2a", 1), (widgets.playback_demo, "2b", 7),
-                         (widgets.nelbo_integrand_demo, "2c", 5)):
-        assert f"(Demo {tag})" in fn.__doc__ and f"chapter 2, section {sec}" in fn.__doc__
+    for fn, tag, sec in ((demos.transition_demo, "2a", 1), (demos.playback_demo, "2b", 7),
+                         (demos.nelbo_integrand_demo, "2c", 5)):
+        assert_demo_in_its_section(2, sec, tag, fn)
 
 
 # ------------------------------------------------------------------ content
@@ -136,8 +138,8 @@ def test_transition_words_are_coloured_by_role():
     assert len(texts) == 14, "at t = T every absorbing word is [MASK]"
     chips = next(a for a in demo.animated if isinstance(a, matplotlib.collections.PolyCollection))
     fc = [tuple(c) for c in chips.get_facecolor()]
-    grey = matplotlib.colors.to_rgba(widgets.viz.COLORS["mask"])
-    orange = matplotlib.colors.to_rgba(widgets.viz.COLORS["t2t"])
+    grey = matplotlib.colors.to_rgba(viz.COLORS["mask"])
+    orange = matplotlib.colors.to_rgba(viz.COLORS["t2t"])
     n_changed = sum(w != c for w, c in zip(corrupted["uniform"][50], sentence))
     assert n_changed > 0 and fc.count(orange) == n_changed and fc.count(grey) == 14
     assert len(chips.get_paths()) == 14 + n_changed, "unchanged words get no chip"
@@ -184,7 +186,7 @@ def test_nelbo_without_nelbo_key():
     t, integ, ex = nelbo_data()
     for d in integ.values():
         d.pop("nelbo")
-    demo = widgets.nelbo_integrand_demo(t, integ, ex)
+    demo = demos.nelbo_integrand_demo(t, integ, ex)
     assert "nats by the trapezoid over the whole grid" in demo.caption.value
 
 
@@ -237,18 +239,18 @@ def _bad_nelbo():
 
 def test_float32_matrices_and_prompt_trajectories_are_accepted():
     m, times, s, c = transition_data()
-    widgets.transition_demo({k: v.astype(np.float32) for k, v in m.items()}, times, s, c)
+    demos.transition_demo({k: v.astype(np.float32) for k, v in m.items()}, times, s, c)
     trajs, itos, mask_id = playback_data()
     z = trajs["random order"].copy()
     z[:, :3] = z[-1, :3]                           # a prompt: given from row 0 on, never changes
-    demo = widgets.playback_demo({"with prompt": z}, itos, mask_id)
+    demo = demos.playback_demo({"with prompt": z}, itos, mask_id)
     assert "(blue: the prompt)" in demo.animated[2].get_text()
     assert demo.caption.value.startswith("<b>with prompt</b>: step 0 of 41: ")
 
 
-BAD_INPUT = ([(widgets.transition_demo, c) for c in _bad_transition()]
-             + [(widgets.playback_demo, c) for c in _bad_playback()]
-             + [(widgets.nelbo_integrand_demo, c) for c in _bad_nelbo()])
+BAD_INPUT = ([(demos.transition_demo, c) for c in _bad_transition()]
+             + [(demos.playback_demo, c) for c in _bad_playback()]
+             + [(demos.nelbo_integrand_demo, c) for c in _bad_nelbo()])
 
 
 @pytest.mark.parametrize("build, case", BAD_INPUT, ids=lambda v: v[0] if isinstance(v, tuple) else v.__name__)

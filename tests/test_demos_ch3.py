@@ -13,8 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from course_lib import widgets  # noqa: E402
-from test_widgets import assert_each_control_changes_image_and_caption, assert_slider_moves_render, assert_static_form  # noqa: E402
+from course_lib import viz  # noqa: E402
+from course_lib.demos import base, ch3 as demos  # noqa: E402
+from demo_checks import assert_demo_in_its_section, assert_each_control_changes_image_and_caption, assert_slider_moves_render, assert_static_form  # noqa: E402
 
 MASK = "[MASK]"
 WORDS = ("the old fisherman carefully repaired his wooden boat while three curious children watched "
@@ -96,9 +97,9 @@ def reversal_data(P=20, seed=0):
 
 
 def make_demos():
-    ma = widgets.masking_demo(*masking_data())
-    ge = widgets.generation_demo(*generation_data())
-    re = widgets.reversal_demo(*reversal_data())
+    ma = demos.masking_demo(*masking_data())
+    ge = demos.generation_demo(*generation_data())
+    re = demos.reversal_demo(*reversal_data())
     return {"masking": (ma, {"t": 12}),
             "generation": (ge, {"strategy": "low_confidence, block 8", "step": 17}),
             "reversal": (re, {"person": 5})}
@@ -131,9 +132,9 @@ def test_demo_classes_and_docstrings():
         assert f"demo-{name}" in demo._dom_classes
         assert repr(demo).startswith(f"<Demo {name}")
         assert all(f"demo-control-{k}" in c._dom_classes for k, c in demo.controls.items())
-    for fn, tag, sec in ((widgets.masking_demo, "3a", 1), (widgets.generation_demo, "3b", 4),
-                         (widgets.reversal_demo, "3c", 6)):
-        assert f"(Demo {tag})" in fn.__doc__ and f"chapter 3, section {sec}" in fn.__doc__
+    for fn, tag, sec in ((demos.masking_demo, "3a", 1), (demos.generation_demo, "3b", 4),
+                         (demos.reversal_demo, "3c", 6)):
+        assert_demo_in_its_section(3, sec, tag, fn)
 
 
 # ------------------------------------------------------------------ content
@@ -172,12 +173,12 @@ def test_generation_caption_and_cells():
     assert len(rings.get_paths()) == int(new.sum()) == 2, "one ring per token committed at this step"
     texts = demo.animated[3:]
     bold = [t.get_text() for t in texts if t.get_fontweight() == "bold"]
-    assert sorted(bold) == sorted(widgets._short(itos[t]) for t in rec["canvases"][-1, P:][new])
+    assert sorted(bold) == sorted(base.short(itos[t]) for t in rec["canvases"][-1, P:][new])
     assert sum(t.get_text() == MASK for t in texts) == int((rec["commit_step"] > 7).sum())
     # committed cells are coloured by their confidence on the course's colour map
     faces = demo.animated[0].get_facecolor()
     j = int(np.flatnonzero(new)[0])
-    cmap = matplotlib.colormaps[widgets.viz.CONFIDENCE_CMAP]
+    cmap = matplotlib.colormaps[viz.CONFIDENCE_CMAP]
     assert np.allclose(faces[P + j], cmap(rec["commit_conf"][j]))
     demo.set(step=20)
     assert "answer positions committed" in demo.caption.value and "\u2581" not in demo.caption.value
@@ -199,8 +200,8 @@ def test_masking_caption_counts_right_guesses():
     bars = demo.animated[1]
     assert len(bars.get_paths()) == 2 * 3 * int(masks[20].sum()), "a track and a bar per guess"
     fc = [tuple(np.round(c, 3)) for c in bars.get_facecolor()]
-    green = tuple(np.round(widgets._pale(widgets._RIGHT, 0.5), 3))
-    red = tuple(np.round(widgets._pale(widgets._WRONG, 0.5), 3))
+    green = tuple(np.round(base.pale(base.RIGHT, 0.5), 3))
+    red = tuple(np.round(base.pale(base.WRONG, 0.5), 3))
     n_right = sum(top_words[20][j][0] == w for j, w in enumerate(sentence))
     assert fc[1::2][0::3].count(green) == n_right and fc[1::2][0::3].count(red) == 12 - n_right
 
@@ -215,10 +216,10 @@ def test_reversal_cells_are_coloured_by_verdict():
     f = dict(zip([(k, c) for k in ("forward", "reverse", "left_masked", "control")
                   for c in ("query", "truth", "ar", "mdm")], zip(faces, texts)))
     ok = answers["forward"]["ar"][3] == answers["forward"]["truth"][3]
-    assert f[("forward", "ar")][0] == (widgets._RIGHT_BG if ok else widgets._WRONG_BG).lower()
-    assert f[("reverse", "ar")] == (widgets._WRONG_BG.lower(), f"{answers['reverse']['ar'][3]} \u2717")
-    assert f[("left_masked", "ar")] == (widgets._NEUTRAL_BG.lower(), "cannot pose")
-    assert f[("control", "mdm")] == (widgets._NEUTRAL_BG.lower(), answers["control"]["mdm"][3])
+    assert f[("forward", "ar")][0] == (demos._RIGHT_BG if ok else demos._WRONG_BG).lower()
+    assert f[("reverse", "ar")] == (demos._WRONG_BG.lower(), f"{answers['reverse']['ar'][3]} \u2717")
+    assert f[("left_masked", "ar")] == (demos._NEUTRAL_BG.lower(), "cannot pose")
+    assert f[("control", "mdm")] == (demos._NEUTRAL_BG.lower(), answers["control"]["mdm"][3])
     assert f[("control", "truth")][1] == "none"
     cap = demo.caption.value
     assert cap.startswith(f"<b>{people[3]}</b> (held-out person 4 of 20)")
@@ -307,14 +308,14 @@ def test_generation_accepts_torch_style_records_and_no_prompt():
     rec = records["low_confidence, block 40"]
     no_prompt = {"canvases": rec["canvases"][:, P:].astype(np.int32), "commit_step": rec["commit_step"],
                  "commit_conf": rec["commit_conf"].astype(np.float32)}
-    demo = widgets.generation_demo({"no prompt": no_prompt}, tuple(itos), np.int64(mask_id), 0)
+    demo = demos.generation_demo({"no prompt": no_prompt}, tuple(itos), np.int64(mask_id), 0)
     assert demo.caption.value.startswith("<b>no prompt</b>: step 0 of 40")
     assert "(blue: the prompt)" not in demo.animated[2].get_text()
 
 
-BAD_INPUT = ([(widgets.masking_demo, c) for c in _bad_masking()]
-             + [(widgets.generation_demo, c) for c in _bad_generation()]
-             + [(widgets.reversal_demo, c) for c in _bad_reversal()])
+BAD_INPUT = ([(demos.masking_demo, c) for c in _bad_masking()]
+             + [(demos.generation_demo, c) for c in _bad_generation()]
+             + [(demos.reversal_demo, c) for c in _bad_reversal()])
 
 
 @pytest.mark.parametrize("build, case", BAD_INPUT, ids=lambda v: v[0] if isinstance(v, tuple) else v.__name__)
