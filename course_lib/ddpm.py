@@ -25,20 +25,22 @@ from .training import EMA, training_loop
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _coef(arr: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def coef(arr: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """arr[t] reshaped to broadcast against x (batch first), in x's dtype and device."""
     c = arr[t].to(dtype=x.dtype, device=x.device)
     return c.reshape(c.shape + (1,) * (x.ndim - c.ndim))
 
 
-def _check_x(x: torch.Tensor, name: str) -> None:
+def check_x(x: torch.Tensor, name: str) -> None:
+    """``ValueError`` unless ``x`` is a finite tensor with a batch dimension."""
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise ValueError(f"{name} must be a tensor with a batch dimension, got {type(x).__name__}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf")
 
 
-def _check_t_batch(t, schedule: NoiseSchedule, x: torch.Tensor, lo: int) -> torch.Tensor:
+def check_t_batch(t, schedule: NoiseSchedule, x: torch.Tensor, lo: int) -> torch.Tensor:
+    """Integer times in ``lo..T``, one per row of ``x`` (a scalar is broadcast to the batch)."""
     tt = check_t(t, schedule, lo=lo).to(x.device)
     if tt.ndim == 0:
         tt = tt.expand(x.shape[0])
@@ -58,26 +60,26 @@ def _noise_like(x: torch.Tensor, noise, generator) -> torch.Tensor:
 # --------------------------------------------------------------------------- forward process
 def q_step(x_prev: torch.Tensor, t, schedule: NoiseSchedule, noise=None, generator=None) -> torch.Tensor:
     """One forward step, eq. (2): x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps."""
-    _check_x(x_prev, "x_prev")
-    t = _check_t_batch(t, schedule, x_prev, lo=1)
+    check_x(x_prev, "x_prev")
+    t = check_t_batch(t, schedule, x_prev, lo=1)
     eps = _noise_like(x_prev, noise, generator)
-    return torch.sqrt(_coef(schedule.alphas, t, x_prev)) * x_prev + torch.sqrt(_coef(schedule.betas, t, x_prev)) * eps
+    return torch.sqrt(coef(schedule.alphas, t, x_prev)) * x_prev + torch.sqrt(coef(schedule.betas, t, x_prev)) * eps
 
 
 def q_mean_var(x0: torch.Tensor, t, schedule: NoiseSchedule):
     """Mean and variance of q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I), eq. (4)."""
-    _check_x(x0, "x0")
-    t = _check_t_batch(t, schedule, x0, lo=0)
-    ab = _coef(schedule.alpha_bars, t, x0)
+    check_x(x0, "x0")
+    t = check_t_batch(t, schedule, x0, lo=0)
+    ab = coef(schedule.alpha_bars, t, x0)
     return torch.sqrt(ab) * x0, (1 - ab).expand_as(x0)
 
 
 def q_sample(x0: torch.Tensor, t, schedule: NoiseSchedule, noise=None, generator=None) -> torch.Tensor:
     """Closed-form forward process, eq. (4): x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
-    _check_x(x0, "x0")
-    t = _check_t_batch(t, schedule, x0, lo=0)
+    check_x(x0, "x0")
+    t = check_t_batch(t, schedule, x0, lo=0)
     eps = _noise_like(x0, noise, generator)
-    ab = _coef(schedule.alpha_bars, t, x0)
+    ab = coef(schedule.alpha_bars, t, x0)
     return torch.sqrt(ab) * x0 + torch.sqrt(1 - ab) * eps
 
 
@@ -88,13 +90,13 @@ def q_posterior(x0: torch.Tensor, xt: torch.Tensor, t, schedule: NoiseSchedule):
     mu~_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x_0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) x_t
     beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t
     """
-    _check_x(x0, "x0")
-    _check_x(xt, "xt")
+    check_x(x0, "x0")
+    check_x(xt, "xt")
     if x0.shape != xt.shape:
         raise ValueError(f"x0 and xt must have the same shape, got {tuple(x0.shape)} and {tuple(xt.shape)}")
-    t = _check_t_batch(t, schedule, xt, lo=1)
-    ab_t, ab_prev = _coef(schedule.alpha_bars, t, xt), _coef(schedule.alpha_bars, t - 1, xt)
-    beta, alpha = _coef(schedule.betas, t, xt), _coef(schedule.alphas, t, xt)
+    t = check_t_batch(t, schedule, xt, lo=1)
+    ab_t, ab_prev = coef(schedule.alpha_bars, t, xt), coef(schedule.alpha_bars, t - 1, xt)
+    beta, alpha = coef(schedule.betas, t, xt), coef(schedule.alphas, t, xt)
     mean = torch.sqrt(ab_prev) * beta / (1 - ab_t) * x0 + torch.sqrt(alpha) * (1 - ab_prev) / (1 - ab_t) * xt
     var = ((1 - ab_prev) / (1 - ab_t) * beta).expand_as(xt)
     return mean, var
@@ -102,8 +104,8 @@ def q_posterior(x0: torch.Tensor, xt: torch.Tensor, t, schedule: NoiseSchedule):
 
 def predict_x0(xt: torch.Tensor, t, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """Invert eq. (4): x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
-    t = _check_t_batch(t, schedule, xt, lo=1)
-    ab = _coef(schedule.alpha_bars, t, xt)
+    t = check_t_batch(t, schedule, xt, lo=1)
+    ab = coef(schedule.alpha_bars, t, xt)
     return (xt - torch.sqrt(1 - ab) * eps) / torch.sqrt(ab)
 
 
@@ -119,7 +121,7 @@ def reverse_variance(t: torch.Tensor, schedule: NoiseSchedule, kind: str = "post
     return torch.where(t == 1, schedule.betas[t], var)
 
 
-def _eval_eps(model: Model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def eval_eps(model: Model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """model(x, t), run in the network's own dtype (a float32 network accepts float64 maths around it)
     and returned in x's dtype."""
     dtype = x.dtype
@@ -135,8 +137,8 @@ def _eval_eps(model: Model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def p_mean_var(model: Model, xt: torch.Tensor, t, schedule: NoiseSchedule, var_kind: str = "posterior",
                clip_x0: float | None = None):
     """p_theta(x_{t-1} | x_t) = N(mu_theta, sigma_t^2 I) with mu_theta = mu~_t(x0_hat(x_t, eps_theta), x_t), eq. (11)."""
-    t = _check_t_batch(t, schedule, xt, lo=1)
-    eps = _eval_eps(model, xt, t)
+    t = check_t_batch(t, schedule, xt, lo=1)
+    eps = eval_eps(model, xt, t)
     x0_hat = predict_x0(xt, t, eps, schedule)
     if clip_x0 is not None:
         x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
@@ -156,11 +158,11 @@ def eps_loss(model: Model, x0: torch.Tensor, schedule: NoiseSchedule, generator=
     """L_simple, eq. (14): E_{t, x_0, eps} || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2.
 
     Mean over batch and dimensions (the usual MSE normalisation)."""
-    _check_x(x0, "x0")
+    check_x(x0, "x0")
     t = sample_timesteps(x0.shape[0], schedule, generator).to(x0.device)
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     xt = q_sample(x0, t, schedule, noise=eps)
-    return torch.mean((eps - _eval_eps(model, xt, t)) ** 2)
+    return torch.mean((eps - eval_eps(model, xt, t)) ** 2)
 
 
 def gaussian_kl(m1, v1, m2, v2) -> torch.Tensor:
@@ -192,7 +194,7 @@ def elbo_terms(model: Model, x0: torch.Tensor, schedule: NoiseSchedule, generato
 
     Returns a dict with ``L_T`` (B,), ``L_t`` (B, T-1; column j holds t = j + 2), ``L_0`` (B,) and ``total`` (B,).
     """
-    _check_x(x0, "x0")
+    check_x(x0, "x0")
     B, T = x0.shape[0], schedule.T
     dims = tuple(range(1, x0.ndim))
     mT, vT = q_mean_var(x0, T, schedule)
@@ -331,7 +333,7 @@ def ddim_sampler(model: Model, shape, schedule: NoiseSchedule, steps: int = 50, 
     times = ddim_timesteps(schedule.T, steps)
     yield Step(times[0], x)
     for t, s in zip(times[:-1], times[1:]):
-        eps = _eval_eps(model, x, torch.full((x.shape[0],), t, device=x.device))
+        eps = eval_eps(model, x, torch.full((x.shape[0],), t, device=x.device))
         z = torch.randn(x.shape, generator=generator).to(x.device) if eta > 0 else None
         x, x0_hat = ddim_step(x, eps, t, s, schedule, eta, z, clip_x0)
         yield Step(s, x, x0_hat)

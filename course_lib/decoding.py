@@ -43,7 +43,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from .checks import check_scale
+from .checks import check_int, check_scale
 from .llada import gumbel_max
 from .masked import exclude_mask
 from .runtime import progress
@@ -104,12 +104,6 @@ class EditRepairs(NamedTuple):
 
 
 # =========================================================================== 2. validation
-def _check_int(value, name: str, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
 def _check_threshold(value, name: str) -> float:
     """A probability threshold: a real number in [0, 1] (NaN and booleans are refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
@@ -169,17 +163,17 @@ def _decode(model: LogitsFn, prompt: torch.Tensor, gen_length, block_length, tau
     """The shared loop. ``tau_edit=None`` switches T2T off *and* skips the post-completion steps (they could
     only edit), which makes the loop exactly Fast-dLLM / LLaDA 2.0 threshold decoding."""
     _check_model(model)
-    gen_length = _check_int(gen_length, "gen_length", 1)
-    block_length = _check_int(block_length, "block_length", 1)
+    gen_length = check_int(gen_length, "gen_length", 1)
+    block_length = check_int(block_length, "block_length", 1)
     if gen_length % block_length:
         raise ValueError(f"block_length ({block_length}) must divide gen_length ({gen_length})")
     tau_mask = _check_threshold(tau_mask, "the M2T threshold (threshold / tau_mask)")
     if tau_edit is not None:
         tau_edit = _check_threshold(tau_edit, "tau_edit")
-    mask_id, eos_id = _check_int(mask_id, "mask_id", 0), _check_int(eos_id, "eos_id", 0)
+    mask_id, eos_id = check_int(mask_id, "mask_id", 0), check_int(eos_id, "eos_id", 0)
     if mask_id == eos_id:
         raise ValueError(f"mask_id and eos_id must differ, both are {mask_id}")
-    max_post_steps = _check_int(max_post_steps, "max_post_steps", 0)
+    max_post_steps = check_int(max_post_steps, "max_post_steps", 0)
     temperature = check_scale(temperature, "temperature")
     _check_prompt(prompt, mask_id, gen_length, model)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)   # a course Transformer: check before calling
@@ -569,8 +563,8 @@ def example_joint(n: int, V: int, eps: float, seed: int = 0, kind: str = "correl
       except at j (a random wrong value). The product's argmax is always x*, but the joint's argmax is x*
       only while 1 - n eps > eps, i.e. (n + 1) eps < 1: the construction that shows the theorem's condition
       is tight. Needs 0 <= eps < 1/2 and n eps <= 1."""
-    n, V = _check_int(n, "n", 1), _check_int(V, "V", 2)
-    seed = _check_int(seed, "seed", 0)
+    n, V = check_int(n, "n", 1), check_int(V, "V", 2)
+    seed = check_int(seed, "seed", 0)
     if V ** n > _MAX_JOINT:
         raise ValueError(f"V ** n = {V ** n} entries is too large; keep it <= {_MAX_JOINT}")
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (0 <= eps < 0.5):

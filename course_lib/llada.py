@@ -102,8 +102,8 @@ def guided_logits(model: LogitsFn, x: torch.Tensor, prompt_index: torch.Tensor, 
     return exclude_mask(logits, mask_id)
 
 
-def _top_k_mask(score: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor, generator=None,
-                tie_break: bool = False) -> torch.Tensor:
+def top_k_mask(score: torch.Tensor, eligible: torch.Tensor, k: torch.Tensor, generator=None,
+               tie_break: bool = False) -> torch.Tensor:
     """(B, L) bool: the k[b] eligible positions of each row with the highest ``score``. With ``tie_break``,
     scores closer than 1e-5 tie and ties are broken by a draw from ``generator``
     (:func:`masked.confidence_rank`); without it, ties go to the leftmost."""
@@ -199,10 +199,10 @@ def generate_steps(model: LogitsFn, prompt: torch.Tensor, steps: int = 32, gen_l
                 score = confidence
                 key = log_odds(torch.log_softmax(logits, -1).gather(-1, proposal.unsqueeze(-1)).squeeze(-1))
                 key = torch.where(eligible, key, torch.full_like(key, _NEG_INF))
-                commit = _top_k_mask(key, eligible, transfer[:, i], tie_generator, tie_break=True)
+                commit = top_k_mask(key, eligible, transfer[:, i], tie_generator, tie_break=True)
             else:
                 score = torch.rand(x.shape, generator=generator, dtype=torch.float64).to(x.device)
-                commit = _top_k_mask(torch.where(eligible, score, torch.full_like(score, _NEG_INF)), eligible,
+                commit = top_k_mask(torch.where(eligible, score, torch.full_like(score, _NEG_INF)), eligible,
                                      transfer[:, i])
             score = torch.where(eligible, score, torch.full_like(score, _NEG_INF))
             x = torch.where(commit, proposal, x)

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from .ddpm import Model, Step, _check_t_batch, _check_x, _coef, _eval_eps
+from .ddpm import Model, Step, check_t_batch, check_x, coef, eval_eps
 from .schedules import NoiseSchedule
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -27,31 +27,31 @@ ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 def score_from_eps(eps: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
     """s = -eps / sigma_t with sigma_t = sqrt(1 - abar_t)."""
-    t = _check_t_batch(t, schedule, eps, lo=1)
-    return -eps / torch.sqrt(1 - _coef(schedule.alpha_bars, t, eps))
+    t = check_t_batch(t, schedule, eps, lo=1)
+    return -eps / torch.sqrt(1 - coef(schedule.alpha_bars, t, eps))
 
 
 @torch.no_grad()
 def model_score(model: Model, x: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
     """s_theta(x, t) = -eps_theta(x, t) / sqrt(1 - abar_t)."""
-    tt = _check_t_batch(t, schedule, x, lo=1)
-    return score_from_eps(_eval_eps(model, x, tt), tt, schedule)
+    tt = check_t_batch(t, schedule, x, lo=1)
+    return score_from_eps(eval_eps(model, x, tt), tt, schedule)
 
 
 def tweedie_x0(xt: torch.Tensor, score: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
     """Tweedie's formula: E[x_0 | x_t] = (x_t + (1 - abar_t) grad log q_t(x_t)) / sqrt(abar_t)."""
-    t = _check_t_batch(t, schedule, xt, lo=1)
-    ab = _coef(schedule.alpha_bars, t, xt)
+    t = check_t_batch(t, schedule, xt, lo=1)
+    ab = coef(schedule.alpha_bars, t, xt)
     return (xt + (1 - ab) * score) / torch.sqrt(ab)
 
 
 def dsm_loss(score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: torch.Tensor, t,
              schedule: NoiseSchedule, noise=None, generator=None) -> torch.Tensor:
     """Denoising score matching at time t: E || s(x_t, t) + eps / sigma_t ||^2 (sum over dims, mean over batch)."""
-    _check_x(x0, "x0")
-    t = _check_t_batch(t, schedule, x0, lo=1)
+    check_x(x0, "x0")
+    t = check_t_batch(t, schedule, x0, lo=1)
     eps = noise if noise is not None else torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-    ab = _coef(schedule.alpha_bars, t, x0)
+    ab = coef(schedule.alpha_bars, t, x0)
     xt = torch.sqrt(ab) * x0 + torch.sqrt(1 - ab) * eps
     target = -eps / torch.sqrt(1 - ab)
     return ((score_fn(xt, t) - target) ** 2).sum(tuple(range(1, x0.ndim))).mean()

@@ -197,7 +197,7 @@ def check_low_confidence_step(fn: Callable) -> bool:
         probs = torch.softmax(lg if conf_logits is None else conf_logits, -1)
         conf = probs.gather(-1, proposal[..., None])[..., 0] * score_sign
         score = torch.where(eligible, conf, torch.full_like(conf, float("-inf")))
-        return torch.where(llada._top_k_mask(score, eligible, k), proposal, x)
+        return torch.where(llada.top_k_mask(score, eligible, k), proposal, x)
 
     ex = masked.exclude_mask(logits, m)
     want = step(ex, is_mask)
