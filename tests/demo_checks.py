@@ -50,3 +50,12 @@ def assert_demo_in_its_section(chapter: int, section: int, tag: str, builder) ->
     assert builder.__doc__.startswith(f"(Demo {tag})"), f"{builder.__name__}: the docstring should start (Demo {tag})"
     assert f"Demo {tag}" in body and f"demos.{builder.__name__}(" in body, (
         f"chapter {chapter}, section {section} should present Demo {tag} with demos.{builder.__name__}")
+
+
+def assert_demo_classes(demos: dict) -> None:
+    """Each demo of ``{name: (demo, moves)}`` carries the DOM classes the browser tests and the lecture CSS use:
+    ``demo-<name>`` on the demo, ``demo-control-<key>`` on each control, and a short repr."""
+    for name, (demo, _) in demos.items():
+        assert f"demo-{name}" in demo._dom_classes
+        assert repr(demo).startswith(f"<Demo {name}")
+        assert all(f"demo-control-{k}" in c._dom_classes for k, c in demo.controls.items())

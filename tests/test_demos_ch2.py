@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 from course_lib import d3pm  # noqa: E402
 from course_lib import viz  # noqa: E402
 from course_lib.demos import ch2 as demos  # noqa: E402
-from demo_checks import assert_demo_in_its_section, assert_slider_moves_render, assert_static_form  # noqa: E402
+from demo_checks import assert_demo_classes, assert_demo_in_its_section, assert_slider_moves_render, assert_static_form  # noqa: E402
 
 MASK = "[MASK]"
 WORDS = ("the old fisherman carefully repaired his wooden boat while three curious children watched "
@@ -98,19 +98,13 @@ def test_every_control_changes_the_image(name):
 
 
 @pytest.mark.parametrize("name", list(DEMOS))
-def test_slider_moves_each_render(name):
+def test_slider_moves_render_and_static_form_is_a_figure(name):
     assert_slider_moves_render(name, DEMOS[name][0])
-
-
-@pytest.mark.parametrize("name", list(DEMOS))
-def test_static_form_is_a_figure(name):
     assert_static_form(DEMOS[name][0])
 
 
 def test_demo_classes_and_docstrings():
-    for name, (demo, _) in DEMOS.items():
-        assert f"demo-{name}" in demo._dom_classes
-        assert repr(demo).startswith(f"<Demo {name}")
+    assert_demo_classes(DEMOS)
     for fn, tag, sec in ((demos.transition_demo, "2a", 1), (demos.playback_demo, "2b", 7),
                          (demos.nelbo_integrand_demo, "2c", 5)):
         assert_demo_in_its_section(2, sec, tag, fn)

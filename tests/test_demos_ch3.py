@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 
 from course_lib import viz  # noqa: E402
 from course_lib.demos import base, ch3 as demos  # noqa: E402
-from demo_checks import assert_demo_in_its_section, assert_each_control_changes_image_and_caption, assert_slider_moves_render, assert_static_form  # noqa: E402
+from demo_checks import assert_demo_classes, assert_demo_in_its_section, assert_each_control_changes_image_and_caption, assert_slider_moves_render, assert_static_form  # noqa: E402
 
 MASK = "[MASK]"
 WORDS = ("the old fisherman carefully repaired his wooden boat while three curious children watched "
@@ -118,20 +118,13 @@ def test_every_control_changes_image_and_caption(name):
 
 
 @pytest.mark.parametrize("name", list(DEMOS))
-def test_slider_moves_each_render(name):
+def test_slider_moves_render_and_static_form_is_a_figure(name):
     assert_slider_moves_render(name, DEMOS[name][0])
-
-
-@pytest.mark.parametrize("name", list(DEMOS))
-def test_static_form_is_a_figure(name):
     assert_static_form(DEMOS[name][0])
 
 
 def test_demo_classes_and_docstrings():
-    for name, (demo, _) in DEMOS.items():
-        assert f"demo-{name}" in demo._dom_classes
-        assert repr(demo).startswith(f"<Demo {name}")
-        assert all(f"demo-control-{k}" in c._dom_classes for k, c in demo.controls.items())
+    assert_demo_classes(DEMOS)
     for fn, tag, sec in ((demos.masking_demo, "3a", 1), (demos.generation_demo, "3b", 4),
                          (demos.reversal_demo, "3c", 6)):
         assert_demo_in_its_section(3, sec, tag, fn)
