@@ -150,7 +150,7 @@ def digits_demo(times: Sequence[int], forward: np.ndarray, reverse: np.ndarray) 
 
 # ------------------------------------------------------------------ inputs (from the shipped checkpoints)
 def _toy_model():
-    from .. import checkpoints, mlp
+    from course_lib import checkpoints, mlp
     sd, cfg, _ = checkpoints.load_checkpoint("ddpm2d_gmm")
     model = mlp.build(cfg)
     model.load_state_dict(sd)
@@ -159,7 +159,7 @@ def _toy_model():
 
 def noising_inputs() -> dict:
     """Demo 1a: 1,500 points of the course mixture and the alpha-bars of the linear and cosine schedules."""
-    from .. import schedules, toy2d
+    from course_lib import schedules, toy2d
     lin, cos = schedules.linear_schedule(1000), schedules.cosine_schedule(1000)
     return {"x0": toy2d.course_gmm().sample(1500, seed=5).numpy(),
             "alpha_bars": {"linear": lin.alpha_bars.numpy(), "cosine": cos.alpha_bars.numpy()}}
@@ -169,7 +169,7 @@ def score_field_inputs() -> dict:
     """Demo 1b: the shipped mixture model's score and the exact one on a 21 x 21 grid at 12 times, the noised
     density on a 90 x 90 grid, and the model's mean relative score error at each time (2,000 points)."""
     import torch
-    from .. import schedules, score, toy2d
+    from course_lib import schedules, score, toy2d
     gmm, lin, model = toy2d.course_gmm(), schedules.linear_schedule(1000), _toy_model()
     field_ts = [1, 10, 25, 50, 100, 175, 250, 375, 500, 625, 750, 1000]
     fx, fy = np.meshgrid(np.linspace(-3.5, 3.5, 21), np.linspace(-3.5, 3.5, 21))
@@ -192,7 +192,7 @@ def score_field_inputs() -> dict:
 def trajectory_inputs() -> dict:
     """Demo 1c: the trajectories (51 frames of 2,000 points) of the shipped mixture model under four samplers, from
     the chapter's artefact ``ch1_samplers`` (:func:`course_lib.recipes.ch1_samplers`)."""
-    from .. import artefacts
+    from course_lib import artefacts
     bank = artefacts.load("ch1_samplers")
     return {"trajectories": {name: (bank[f"times/{name}"].tolist(), bank[f"trajectory/{name}"].transpose(1, 0, 2))
                              for name in ("DDPM", "DDIM", "reverse SDE", "PF-ODE")}}
@@ -202,7 +202,7 @@ def digits_inputs() -> dict:
     """Demo 1d: ten held-out digits noised to 26 times, and one reverse run of the shipped digits model
     (1,000 ancestral steps, seed 12) at the same times, as 8 x 8 images."""
     import torch
-    from .. import ddpm, digits
+    from course_lib import ddpm, digits
     model = digits.load_ddpm()
     g = torch.Generator().manual_seed(12)
     sch = digits.ddpm_schedule()

@@ -412,7 +412,9 @@ def nelbo_integrand_demo(t_grid, integrands: dict, examples: dict) -> Demo:
 
 # ------------------------------------------------------------------ inputs (from the shipped checkpoints)
 def transition_inputs() -> dict:
-    from .. import d3pm, language, textlm, tokenizer
+    """Demo 2a: Q-bar_t of the three kinds of noise over K = 12 tokens at 51 times, and one 10-word training
+    sentence corrupted by uniform and by absorbing noise at those times (one uniform draw per word, kept fixed)."""
+    from course_lib import d3pm, language, textlm, tokenizer
     tok = tokenizer.Tokenizer.for_language(language.default_grammar())
     small = {kind: d3pm.make_discrete_schedule(kind, 12, T=1000) for kind in ("uniform", "absorbing", "gaussian")}
     times = list(range(0, 1001, 20))
@@ -434,8 +436,10 @@ def transition_inputs() -> dict:
 
 
 def playback_inputs() -> dict:
+    """Demo 2b: the canvases of one MDLM sample (``lm_mdlm``, 41 steps) drawn in random order and in confidence
+    order, from the same seed."""
     import torch
-    from .. import language, masked, textlm, tokenizer
+    from course_lib import language, masked, textlm, tokenizer
     tok = tokenizer.Tokenizer.for_language(language.default_grammar())
     mdlm = textlm.load_text_model("lm_mdlm")
     play = {}
@@ -449,10 +453,11 @@ def playback_inputs() -> dict:
 
 
 def nelbo_integrand_inputs() -> dict:
+    """Demo 2c: the NELBO integrand of three validation sentences (short, medium, long) at 40 times, each the mean
+    of 32 mask draws with its standard error, one masked example per time, and the sentences' exact -log p."""
     import math
-
     import torch
-    from .. import language, masked, textlm, tokenizer
+    from course_lib import language, masked, textlm, tokenizer
     tok = tokenizer.Tokenizer.for_language(language.default_grammar())
     mdlm = textlm.load_text_model("lm_mdlm")
     t_grid = (np.arange(40) + 0.5) / 40

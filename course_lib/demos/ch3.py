@@ -527,8 +527,10 @@ def reversal_demo(people: Sequence[str], answers: dict) -> Demo:
 
 # ------------------------------------------------------------------ inputs (from the shipped checkpoints)
 def masking_inputs() -> dict:
+    """Demo 3a: one test sentence masked at 21 levels t (nested masks from one random order) and, at every masked
+    position, ``lm_mdlm``'s three most likely words with their probabilities."""
     import torch
-    from .. import language, masked, textlm, tokenizer
+    from course_lib import language, masked, textlm, tokenizer
     tok = tokenizer.Tokenizer.for_language(language.default_grammar())
     mdlm = textlm.load_text_model("lm_mdlm")
     sentence = language.read_split("test")[3]
@@ -553,8 +555,11 @@ def masking_inputs() -> dict:
 
 
 def generation_inputs() -> dict:
+    """Demo 3b: the SFT model's greedy answer to one [complete] prompt under three samplers (low-confidence and
+    random remasking, pure diffusion; low confidence in blocks of 8), with the step and confidence of every
+    commit."""
     import torch
-    from .. import language, llada, tasks, textlm
+    from course_lib import language, llada, tasks, textlm
     itok = tasks.instruction_tokenizer()
     sft = textlm.load_text_model("sft_mdm")
     s0 = next(s for s in language.read_split("test") if 8 <= len(s) <= tasks.MAX_COMPLETE_WORDS)
@@ -570,7 +575,9 @@ def generation_inputs() -> dict:
 
 
 def reversal_inputs() -> dict:
-    from .. import facts, textlm
+    """Demo 3c: the AR and MDM answers to the four queries (forward, reverse, left-masked, control) about each
+    held-out person of the reversal-curse world."""
+    from course_lib import facts, textlm
     world = facts.reversal_world()
     models = {"ar": textlm.load_text_model("facts_ar"), "mdm": textlm.load_text_model("facts_mdm")}
     people = [c for _, c in world.held_out]

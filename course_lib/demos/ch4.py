@@ -732,8 +732,10 @@ def threshold_demo(tau_mask_values, tau_edit_values, tpf, accuracy, references: 
 
 
 def router_inputs() -> dict:
+    """Demo 4a: the experts the MoE model (``moe_llada2``) chooses for each word of one test sentence, with their
+    gate weights, in every MoE block."""
     import torch
-    from .. import language, textlm, tokenizer
+    from course_lib import language, textlm, tokenizer
     tok = tokenizer.Tokenizer.for_language(language.default_grammar())
     moe_model = textlm.load_text_model("moe_llada2")
     sentence = textlm.language_ids("test")[3:4]        # chapter 4: test sentence 3, clean
@@ -748,14 +750,17 @@ def router_inputs() -> dict:
 
 
 def block_mask_inputs() -> dict:
-    from .. import blockdiff
+    """Demo 4b: the block-diffusion training mask over ``[x_t ; x_0]`` for L = 16 and block sizes 1 to 16."""
+    from course_lib import blockdiff
     L, sizes = 16, [1, 2, 4, 8, 16]                     # chapter 4
     return {"L": L, "block_sizes": sizes,
             "masks": {str(b): blockdiff.block_diffusion_mask(L, b).numpy() for b in sizes}}
 
 
 def editing_playback_inputs() -> dict:
-    from .. import arith, decoding
+    """Demo 4c: the step-by-step decode of one held-out addition prompt by ``add_edit`` in S-Mode, Q-Mode and
+    S-Mode with T2T off: the first prompt whose S-Mode draft held an error that T2T repaired."""
+    from course_lib import arith, decoding
     editor = arith.load_arith_model("add_edit")
     pairs = arith.problems("test")[:1000]
     prompts, full = arith.to_ids(pairs)
@@ -780,7 +785,9 @@ def editing_playback_inputs() -> dict:
 
 
 def threshold_inputs() -> dict:
-    from .. import arith, decoding
+    """Demo 4d: the stored grid of accuracy and tokens per forward over (tau_mask, tau_edit) for ``add_edit``
+    (``python -m course_lib.arith grid``), with the S-Mode and Q-Mode points marked."""
+    from course_lib import arith, decoding
     if not arith.GRID_PATH.exists():
         raise ValueError(f"{arith.GRID_PATH} is missing; compute it with: python -m course_lib.arith grid")
     grid = json.loads(arith.GRID_PATH.read_text())
