@@ -62,6 +62,8 @@ def _nudge(text: str, rng: random.Random, units: int = 1) -> str:
         decimals = len(body.partition(".")[2])
         step = units * 10.0 ** -decimals
         value = float(body) + (step if units > 1 or float(body) < step else rng.choice((-1, 1)) * step)
+        if body.startswith(".") and value >= 1:        # ".9" must not become "1.0": keep the printed format
+            value = float(body) - step
         out = f"{value:.{decimals}f}"
         if body.endswith("."):
             out += "."
