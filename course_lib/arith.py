@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 
 from .nn import Transformer, TransformerConfig
+from .checks import check_int
 from .runtime import progress
-from .training import lr_factor, training_loop
+from .training import PassCounter, lr_factor, training_loop
 from .masked import sft_forward_process, sft_loss
 from . import cap, checkpoints, decoding, editing, rl
 
@@ -141,6 +142,19 @@ def grade(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     return (x[:, PROMPT_LENGTH:k] == full[:, PROMPT_LENGTH:k]).all(1)
 
 
+def sloppy_answers(full: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Training rows as a careless annotator writes them: in each row whose sum reaches 1000 (a carry into the
+    thousands), with probability ``rate`` the thousands digit is written 0 instead of 1, the carry forgotten.
+    ``full`` (n, P + GEN_LENGTH) holds the right rows; returns a changed copy. One uniform number per row is
+    drawn from ``generator``."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must lie in [0, 1], got {rate!r}")
+    flip = torch.rand(len(full), generator=generator) < rate
+    out = full.clone()
+    out[flip & (full[:, PROMPT_LENGTH] == 1), PROMPT_LENGTH] = 0
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
@@ -152,7 +166,9 @@ class ArithRecipe:
     ``objective``: "sft" (LLaDA SFT loss), "cap" (+ ``cap_lambda`` * CAP confidence loss), "edit"
     (LLaDA 2.1's mixed M2T + T2T objective with ``edit_rate``: the share of visible answer tokens
     replaced by random digits/[EOS], and ``draft_rate``: the share of masked positions filled with the
-    model's own draft). ``init``: name of a shipped checkpoint to start from (None = random).
+    model's own draft). ``init``: name of a shipped checkpoint to start from (None = random). ``sloppy``: the
+    share of training answers with a carry into the thousands that are written wrong (:func:`sloppy_answers`);
+    0 = the right answers.
     """
     objective: str = "sft"
     model: dict = field(default_factory=lambda: dict(n_layer=4, n_head=4, d_model=128))
@@ -166,6 +182,7 @@ class ArithRecipe:
     edit_rate: float = 0.0
     draft_rate: float = 0.0
     init: str | None = None
+    sloppy: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -189,6 +206,8 @@ class ArithRecipe:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0.0 <= self.sloppy <= 1.0:
+            raise ValueError(f"sloppy must lie in [0, 1], got {self.sloppy!r}")
         if self.init is not None and not isinstance(self.init, str):
             raise ValueError(f"init must be a checkpoint name or None, got {self.init!r}")
 
@@ -241,22 +260,26 @@ def train_arith(recipe, model: Transformer | None = None, show_progress: bool = 
         def loss_fn(step):
             rows = torch.randint(0, len(train_pairs), (recipe.batch_size,), generator=g)
             _, x0 = to_ids(train_pairs[rows])
+            if recipe.sloppy > 0:
+                x0 = sloppy_answers(x0, recipe.sloppy, g)
             loss, parts = arith_loss(model, recipe, x0, g)
             return loss, (loss.item(), parts)
 
         bar = progress(range(recipe.steps), desc=desc or recipe.objective) if show_progress else range(recipe.steps)
         t0, window = time.perf_counter(), []
         lr_lambda = lambda s: lr_factor(s, recipe.steps, recipe.warmup, recipe.min_lr_ratio)  # noqa: E731
-        for step, (loss_value, parts) in training_loop(model, loss_fn, bar, opt, lr_lambda):
-            window.append(loss_value)
-            if (step + 1) % 50 == 0 or step == recipe.steps - 1:
-                hist["step"].append(step + 1)
-                hist["loss"].append(sum(window) / len(window))
-                hist["parts"].append(parts)
-                window = []
-                if show_progress:
-                    bar.set_postfix(loss=f"{hist['loss'][-1]:.4f}")
+        with PassCounter(Transformer) as count:
+            for step, (loss_value, parts) in training_loop(model, loss_fn, bar, opt, lr_lambda):
+                window.append(loss_value)
+                if (step + 1) % 50 == 0 or step == recipe.steps - 1:
+                    hist["step"].append(step + 1)
+                    hist["loss"].append(sum(window) / len(window))
+                    hist["parts"].append(parts)
+                    window = []
+                    if show_progress:
+                        bar.set_postfix(loss=f"{hist['loss'][-1]:.4f}")
         hist["seconds"] = time.perf_counter() - t0
+        hist["passes"] = count.passes
     finally:
         torch.set_num_threads(old)
     model.eval()
@@ -280,14 +303,35 @@ ARITH_RECIPES = {
     "add_edit": dict(objective="edit", steps=300, lr=3e-4, warmup=20, edit_rate=0.2, draft_rate=0.5,
                      init="add_base"),
 }
-# EBPO from add_base (course_lib.rl): rollouts of 64 prompts x 8 answers sampled at temperature 1, four AdamW
-# steps per rollout (PPO-style reuse), lr 5e-5 (a larger lr, 3e-4, collapsed the policy within 10 iterations in
-# our trials: Adam turns noisy policy gradients into full-size steps), and a 14-minute safety cap for slower
-# machines (on ours the 200 iterations finish well before it)
+# Two settings share the shipped SFT recipe above. "add_sloppy" is SFT on data from a careless annotator: 60% of
+# the answers with a carry into the thousands are written without it (sloppy_answers). The equal-compute controls
+# continue SFT for as many position passes (training.PassCounter) as the matching EBPO run took (manifest metric
+# "passes"; tests check the match within 10%).
+ARITH_RECIPES.update({
+    # add_base + the SFT steps whose compute equals add_rl's EBPO run: the control for RL on clean data
+    "add_sft_long": dict(objective="sft", steps=2957, lr=3e-4, warmup=20, init="add_base"),
+    # add_base + 300 SFT steps on sloppy answers: knows the sums, but writes 0 for most carries into the thousands
+    "add_sloppy": dict(objective="sft", steps=300, lr=3e-4, warmup=20, sloppy=0.6, init="add_base"),
+    # add_sloppy + more SFT on the same sloppy data, as much compute as add_sloppy_rl's EBPO run
+    "add_sloppy_sft": dict(objective="sft", steps=2262, lr=3e-4, warmup=20, sloppy=0.6, init="add_sloppy"),
+})
+# EBPO (course_lib.rl): rollouts of 64 prompts x 8 answers sampled at temperature 1, four AdamW steps per rollout
+# (PPO-style reuse), lr 5e-5 (a larger lr, 3e-4, collapsed the policy within 10 iterations in our trials: Adam
+# turns noisy policy gradients into full-size steps), and a 14-minute safety cap for slower machines (on ours the
+# 200 iterations finish well before it). The reward is the exact grader: it knows the right sums, also where the
+# sloppy SFT data do not.
 RL_RECIPE = dict(init="add_base", iterations=200, prompts_per_iter=64, group_size=8, inner_steps=4, lr=5e-5,
                  n_t=2, eps_clip=0.2, temperature=1.0, eval_prompts=1000, eval_every=25, seed=0, threads=2,
                  max_seconds=840)
+RL_RECIPES = {"add_rl": RL_RECIPE, "add_sloppy_rl": dict(RL_RECIPE, init="add_sloppy")}
 RL_HISTORY = Path(__file__).resolve().parent.parent / "data" / "arith" / "rl_history.json"
+
+
+def rl_history_path(name: str = "add_rl") -> Path:
+    """Where the reward curves of the EBPO recipe ``name`` are written."""
+    if name not in RL_RECIPES:
+        raise ValueError(f"unknown RL recipe {name!r}; known: {sorted(RL_RECIPES)}")
+    return RL_HISTORY if name == "add_rl" else RL_HISTORY.with_name(f"rl_history_{name}.json")
 
 
 def sample_answers(model, prompts: torch.Tensor, generator=None, temperature: float = 1.0) -> torch.Tensor:
@@ -297,20 +341,27 @@ def sample_answers(model, prompts: torch.Tensor, generator=None, temperature: fl
                                      temperature=temperature, generator=generator).x
 
 
-def heldout_reward(model, n: int = 1000, seed: int = 99) -> dict:
-    """Held-out reward: the exact-match rate of the policy's sampled answers (temperature 1, what RL optimises)
-    and of its greedy answers, on the first ``n`` held-out pairs."""
+def heldout_reward(model, n: int = 1000, seed: int = 99, samples: int = 1, per_prompt: bool = False) -> dict:
+    """Held-out reward: the exact-match rate of the policy's sampled answers (temperature 1, what RL optimises;
+    ``samples`` answers per prompt) and of its greedy answers, on the first ``n`` held-out pairs. With
+    ``per_prompt`` the dict also holds ``"per_prompt"``: each prompt's success rate over its samples (n,)."""
+    check_int(samples, "samples", 1)
     pairs = problems("test")[:n]
     prompts, _ = to_ids(pairs)
     g = torch.Generator().manual_seed(seed)
-    return {"sampled": grade(sample_answers(model, prompts, g, 1.0), pairs).float().mean().item(),
-            "greedy": grade(sample_answers(model, prompts, None, 0.0), pairs).float().mean().item()}
+    ok = torch.stack([grade(sample_answers(model, prompts, g, 1.0), pairs) for _ in range(samples)], 1).float()
+    greedy = grade(sample_answers(model, prompts, None, 0.0), pairs)
+    out = {"sampled": ok.mean().item(), "greedy": greedy.float().mean().item()}
+    if per_prompt:
+        out["per_prompt"] = ok.mean(1)
+    return out
 
 
-def run_rl_recipe(show_progress: bool = True):
-    """Train ``add_rl`` with :func:`course_lib.rl.train_ebpo` (recipe :data:`RL_RECIPE`); writes the reward curves
-    to ``data/arith/rl_history.json`` and returns ``(model, metrics, seconds)``."""
-    r = RL_RECIPE
+def run_rl_recipe(name: str = "add_rl", show_progress: bool = True):
+    """Train the EBPO model ``name`` with :func:`course_lib.rl.train_ebpo` (recipe ``RL_RECIPES[name]``); writes
+    the reward curves to :func:`rl_history_path` and returns ``(model, metrics, seconds)``."""
+    path = rl_history_path(name)
+    r = RL_RECIPES[name]
     old = torch.get_num_threads()
     torch.set_num_threads(r["threads"])
     try:
@@ -322,20 +373,21 @@ def run_rl_recipe(show_progress: bool = True):
             return to_ids(pairs)[0], pairs
 
         t0 = time.perf_counter()
-        model, hist = rl.train_ebpo(
-            model, lambda m, p, g: sample_answers(m, p, g, r["temperature"]), lambda x, pairs: grade(x, pairs),
-            prompt_fn, r["iterations"], group_size=r["group_size"], prompts_per_iter=r["prompts_per_iter"],
-            inner_steps=r["inner_steps"], lr=r["lr"], n_t=r["n_t"], eps_clip=r["eps_clip"], mask_id=MASK_ID,
-            seed=r["seed"], eval_fn=lambda m: heldout_reward(m, r["eval_prompts"]), eval_every=r["eval_every"],
-            max_seconds=r["max_seconds"], show_progress=show_progress)
+        with PassCounter(Transformer) as count:
+            model, hist = rl.train_ebpo(
+                model, lambda m, p, g: sample_answers(m, p, g, r["temperature"]), lambda x, pairs: grade(x, pairs),
+                prompt_fn, r["iterations"], group_size=r["group_size"], prompts_per_iter=r["prompts_per_iter"],
+                inner_steps=r["inner_steps"], lr=r["lr"], n_t=r["n_t"], eps_clip=r["eps_clip"], mask_id=MASK_ID,
+                seed=r["seed"], eval_every=r["eval_every"], max_seconds=r["max_seconds"], show_progress=show_progress,
+                eval_fn=count.not_counting(lambda m: heldout_reward(m, r["eval_prompts"])))   # evaluation: not training
         seconds = time.perf_counter() - t0
     finally:
         torch.set_num_threads(old)
-    RL_HISTORY.parent.mkdir(parents=True, exist_ok=True)
-    RL_HISTORY.write_text(json.dumps({k: hist[k] for k in ("iteration", "train_reward", "eval_iteration", "eval",
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({k: hist[k] for k in ("iteration", "train_reward", "eval_iteration", "eval",
                                                            "clip_fraction", "seconds")}, indent=1))
     before, after = hist["eval"][0], hist["eval"][-1]
-    metrics = {"iterations": hist["iteration"][-1], "threads": r["threads"],
+    metrics = {"iterations": hist["iteration"][-1], "threads": r["threads"], "passes": count.passes,
                "heldout_sampled_before": round(before["sampled"], 4), "heldout_sampled_after": round(after["sampled"], 4),
                "heldout_greedy_before": round(before["greedy"], 4), "heldout_greedy_after": round(after["greedy"], 4)}
     model.recipe = dict(ArithRecipe().to_dict(), rl=r)
@@ -361,7 +413,7 @@ def run_arith_recipe(name: str, show_progress: bool = True):
     res = decoding.threshold_decode(model, prompts, GEN_LENGTH, GEN_LENGTH, 1.0, MASK_ID, EOS_ID)
     acc = grade(res.x, pairs).float().mean().item()
     metrics = {"steps": recipe.steps, "final_loss": round(hist["loss"][-1], 4),
-               "test_accuracy_1000_one_per_step": round(acc, 4), "threads": 1}
+               "test_accuracy_1000_one_per_step": round(acc, 4), "threads": 1, "passes": hist["passes"]}
     return model, metrics, seconds
 
 
@@ -406,9 +458,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     grid = editing_grid(load_arith_model("add_edit"))
     grid["model"] = "add_edit"
-    GRID_PATH.parent.mkdir(parents=True, exist_ok=True)
-    GRID_PATH.write_text(json.dumps(grid, indent=1))
-    print(f"wrote {GRID_PATH}")
+    checkpoints.write_json(GRID_PATH, grid)
     return 0
 
 

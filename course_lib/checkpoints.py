@@ -41,6 +41,14 @@ def read_manifest(manifest: Path = MANIFEST) -> dict:
         raise CheckpointError(f"{manifest} is not a valid checkpoint manifest ({e})") from e
 
 
+def write_json(path: Path, data) -> None:
+    """Write a shipped result file (the stored comparisons under ``data/``) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    print(f"wrote {path}")
+
+
 def retrain_command(name: str) -> str:
     return f"./course retrain {name}"
 

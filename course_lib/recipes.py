@@ -20,8 +20,8 @@ import time
 import numpy as np
 import torch
 
-from . import (arith, artefacts, blockdiff, checkpoints, ddpm, decoding, digits, editing, facts, language, llada, masked,
-               metrics, mlp, nn, runtime, schedules, sde, tasks, textlm, toy2d)
+from . import (arith, artefacts, blockdiff, checkpoints, ddpm, decoding, digits, editing, entities, facts, language, llada,
+               masked, metrics, mlp, nn, runtime, schedules, sde, tasks, textlm, toy2d)
 from .tokenizer import Tokenizer, batchify
 
 # The 2-D toy recipe, shared by all toys (tanelp/tiny-diffusion's model, trained longer with an EMA).
@@ -162,7 +162,8 @@ RECIPES.update({name: _text_recipe(name) for name in textlm.TEXT_RECIPES})
 # chapter 4: AR-to-diffusion conversion (blockdiff) and the addition models (arith)
 RECIPES.update(blockdiff.RECIPES)
 RECIPES.update({name: (lambda name=name: arith.run_arith_recipe(name)) for name in arith.ARITH_RECIPES})
-RECIPES["add_rl"] = arith.run_rl_recipe
+RECIPES.update({name: (lambda name=name: arith.run_rl_recipe(name)) for name in arith.RL_RECIPES})
+RECIPES.update({name: (lambda name=name: entities.train(name)) for name in entities.RECIPES})
 RECIPES["lm_edit"] = editing.run_lm_edit_recipe
 
 
@@ -332,6 +333,31 @@ def ch4_language(first_batch: bool) -> dict:
         out[f"{name}/forwards"] = torch.cat([r.forwards for r in res])
         out[f"{name}/tokens"] = torch.cat([r.tokens for r in res])
         out[f"{name}/t2t"] = torch.tensor([int(r.events["t2t"]) for r in res])
+    return out
+
+
+RL_MODELS = ("add_base", "add_sft_long", "add_rl", "add_sloppy", "add_sloppy_sft", "add_sloppy_rl")
+RL_SAMPLES, RL_BATCH = 4, 100        # answers per held-out prompt; prompts per batch
+
+
+@artefacts.artefact("ch4_rewards", 4,
+                    "sampled and greedy answers of the RL models and their equal-compute SFT controls", RL_MODELS)
+def ch4_rewards(first_batch: bool) -> dict:
+    """The first 1,000 held-out addition prompts, in batches of 100, answered by each model of :data:`RL_MODELS`:
+    ``arith.sample_answers`` at temperature 1, :data:`RL_SAMPLES` times per prompt (batch b, sample s drawn with
+    seed ``1000 * s + b``), and greedily. Per model: ``MODEL/sampled`` (prompts, samples, answer length) and
+    ``MODEL/greedy`` (prompts, answer length), the generated tokens only."""
+    n = RL_BATCH if first_batch else 1000
+    prompts, _ = arith.to_ids(arith.problems("test")[:n])
+    out = {}
+    for name in RL_MODELS:
+        model = arith.load_arith_model(name)
+        sampled = [torch.cat([arith.sample_answers(model, prompts[b:b + RL_BATCH],
+                                                   torch.Generator().manual_seed(1000 * s + b // RL_BATCH))
+                              for b in range(0, n, RL_BATCH)]) for s in range(RL_SAMPLES)]
+        out[f"{name}/sampled"] = torch.stack([x[:, arith.PROMPT_LENGTH:] for x in sampled], 1).to(torch.int8)
+        greedy = [arith.sample_answers(model, prompts[b:b + RL_BATCH], None, 0.0) for b in range(0, n, RL_BATCH)]
+        out[f"{name}/greedy"] = torch.cat(greedy)[:, arith.PROMPT_LENGTH:].to(torch.int8)
     return out
 
 

@@ -53,6 +53,42 @@ class EMA:
             be.copy_(b)
 
 
+class PassCounter:
+    """Counts the work models of one class do, as *position passes*: every forward call of a ``model_class``
+    module adds (rows x positions) of its input ids, times 3 when gradients are on (the backward pass costs about
+    two forwards). Copies of the model (RL's frozen old policy) count too. The unit of "equal compute" when
+    training runs of different kinds (SFT, RL) are compared. Use as a context manager::
+
+        with PassCounter(Transformer) as count:
+            ...train...
+        count.passes
+    """
+
+    def __init__(self, model_class: type):
+        self.model_class, self.passes, self._hook, self.counting = model_class, 0, None, True
+
+    def _count(self, module, args):
+        if self.counting and type(module) is self.model_class:
+            self.passes += args[0].numel() * (3 if torch.is_grad_enabled() else 1)
+
+    def __enter__(self) -> "PassCounter":
+        self._hook = torch.nn.modules.module.register_module_forward_pre_hook(self._count)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hook.remove()
+
+    def not_counting(self, fn: Callable) -> Callable:
+        """``fn`` wrapped so that the forward calls it makes are not counted (an evaluation inside training)."""
+        def wrapped(*args, **kwargs):
+            self.counting = False
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.counting = True
+        return wrapped
+
+
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
                    grad_clip: float | None = 1.0) -> float | None:
     """One optimiser step on ``loss``: zero the gradients, backpropagate, clip the gradient norm at ``grad_clip``

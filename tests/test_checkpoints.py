@@ -72,3 +72,12 @@ def test_shipped_checkpoints_verify():
         assert e["bytes"] <= 8_000_000, f"{name} is {e['bytes']} bytes; keep checkpoints at most 8 MB"
         assert e["metrics"] and e["train_seconds"] > 0
     assert json.loads(checkpoints.MANIFEST.read_text())["checkpoints"]
+
+
+def test_shipped_checkpoints_fit_the_clone_budget():
+    """Every clone carries the checkpoints: about 120 MB in all, and no file the manifest does not list."""
+    entries = checkpoints.read_manifest()
+    total = sum(e["bytes"] for e in entries.values())
+    assert total <= 120_000_000, f"the checkpoints take {total / 1e6:.1f} MB; retire unused ones"
+    files = {p.name for p in (checkpoints.MANIFEST.parent / "checkpoints").glob("*.pt")}
+    assert files == {f"{name}.pt" for name in entries}
