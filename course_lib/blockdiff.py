@@ -219,6 +219,27 @@ def _check_block_times(t, B: int, K: int) -> torch.Tensor:
     return t.detach().double().cpu()
 
 
+def next_token_aligned(model) -> bool:
+    """True for a model that keeps an AR model's alignment: the output at position i predicts the token at
+    position i from an input shifted right by one (:func:`shift_inputs`). Set by :func:`convert_ar_model` with
+    ``keep_alignment=True`` and kept in a shipped model's recipe."""
+    return bool(getattr(model, "next_token", False))
+
+
+def shift_inputs(x_t: torch.Tensor, x0: torch.Tensor | None, block_size: int, bos_id: int = EOS_ID) -> torch.Tensor:
+    """The input of a next-token-aligned denoiser (Dream, DiffuLLaMA): ``[BOS, x_t[:-1]]``, so that the output at
+    position i, like an AR model's, is read where token i-1 sits. [EOS] is the BOS, as for the course's AR model.
+    In block diffusion the first position of each block reads the *clean* last token of the previous block
+    (``x0``; at decoding time the previous blocks are already clean, and ``x0=None`` uses ``x_t``). With
+    ``block_size = 1`` the converted model computes exactly its AR parent's next-token logits."""
+    B, L = x_t.shape
+    out = torch.cat([torch.full((B, 1), bos_id, dtype=x_t.dtype, device=x_t.device), x_t[:, :-1]], 1)
+    if x0 is not None:
+        starts = torch.arange(block_size, L, block_size, device=x_t.device)
+        out[:, starts] = x0[:, starts - 1]
+    return out
+
+
 def bd_logits(model: Transformer, x_t: torch.Tensor, x0: torch.Tensor, block_size: int) -> torch.Tensor:
     """The denoiser's logits (B, L, V) at the noisy positions.
 
@@ -226,13 +247,16 @@ def bd_logits(model: Transformer, x_t: torch.Tensor, x0: torch.Tensor, block_siz
     ``[0..L-1, 0..L-1]`` so that a noisy token and its clean copy sit at the same position; only the
     x_t half of the output is returned. With ``block_size = L`` the x_t half never looks at x_0, so the
     model is run on x_t alone with full attention (the same numbers at half the cost: LLaDA 2.0 notes
-    that the MDLM phase does not need the clean half)."""
+    that the MDLM phase does not need the clean half). A next-token-aligned model
+    (:func:`next_token_aligned`) reads both halves shifted right by one (:func:`shift_inputs`)."""
     B, L = x_t.shape
     _, block_size = _check_block(L, block_size)
     if x0.shape != x_t.shape:
         raise ValueError(f"x_t {tuple(x_t.shape)} and x0 {tuple(x0.shape)} must have the same shape")
     if L > model.config.seq_len:
         raise ValueError(f"the canvas has {L} positions, more than the model's seq_len {model.config.seq_len}")
+    if next_token_aligned(model):
+        x_t, x0 = shift_inputs(x_t, x0, block_size), shift_inputs(x0, None, block_size)
     if block_size == L:
         return model(x_t, mask=torch.ones(1, L, L, dtype=torch.bool, device=x_t.device))
     pos = torch.arange(L, device=x_t.device)
@@ -420,7 +444,8 @@ def block_size_at(schedule, step: int) -> int:
 # 5. Conversion from AR and the training loop
 # ==============================================================================================
 
-def convert_ar_model(ar_model: Transformer, seq_len: int = BD_SEQ_LEN, block_size: int | None = 4) -> Transformer:
+def convert_ar_model(ar_model: Transformer, seq_len: int = BD_SEQ_LEN, block_size: int | None = 4,
+                     keep_alignment: bool = False) -> Transformer:
     """A block-diffusion Transformer that starts from an AR model's weights (LLaDA 2.0
     section 4.1: continual training from an AR base).
 
@@ -428,7 +453,9 @@ def convert_ar_model(ar_model: Transformer, seq_len: int = BD_SEQ_LEN, block_siz
     not weights, so a longer table loads the same state dict) and ``attention="block_causal"`` with
     ``block_size`` (the inference mask of :func:`inference_mask` when the model is called without a mask;
     ``None`` gives a bidirectional MDLM). Every weight is copied exactly, the [MASK] embedding included
-    (it was never trained: an AR model never sees [MASK])."""
+    (it was never trained: an AR model never sees [MASK]). ``keep_alignment=True`` keeps the AR model's
+    next-token alignment (Dream and DiffuLLaMA): position i is predicted from the output where token i-1
+    sits (:func:`shift_inputs`), so the pretrained head is right from the first step."""
     c = ar_model.config.to_dict()
     seq_len = _check_int(seq_len, "seq_len")
     if block_size is None:
@@ -438,6 +465,7 @@ def convert_ar_model(ar_model: Transformer, seq_len: int = BD_SEQ_LEN, block_siz
         c.update(seq_len=seq_len, attention="block_causal", block_size=block_size)
     model = Transformer(TransformerConfig(**c))
     model.load_state_dict({k: v.clone() for k, v in ar_model.state_dict().items()})
+    model.next_token = bool(keep_alignment)
     return model
 
 
@@ -567,6 +595,8 @@ def block_logits_fn(model: Transformer, block_size: int, prompt_length: int = 0)
     """``x -> model(x, mask=inference_mask(x.shape[1], block_size, prompt_length))``: a denoiser for
     :func:`course_lib.llada.generate` with ``block_length=block_size``."""
     def logits_fn(x):
+        if next_token_aligned(model):
+            x = shift_inputs(x, None, block_size)         # earlier blocks are clean on a decoding canvas
         return model(x, mask=inference_mask(x.shape[1], block_size, prompt_length, x.device))
     return logits_fn
 
@@ -605,17 +635,21 @@ A2D_FINAL_BLOCK = 4
 _TRAIN = dict(steps=A2D_STEPS, batch_size=64, lr=1e-3, warmup=50, min_lr_ratio=0.1, eval_every=50,
               eval_sentences=200, eval_samples=2, seed=0)
 A2D_RECIPES = {
-    # Chapter 4: lm_ar converted with a WSD block-size schedule, against the same model from
-    # random init trained as plain MDLM (block = L). Same data, batches (seed), lr schedule and steps.
+    # Chapter 4: lm_ar converted as practitioners do (Dream, DiffuLLaMA: the AR head's next-token alignment kept),
+    # trained with a WSD block-size schedule, against the same model from random weights with the same alignment
+    # and the same schedule. Same data, batches (seed), lr schedule, steps and final block size: only the
+    # starting weights differ.
     # [MASK]-embedding noise is off: in an 80-step test (data/blockdiff/embed_noise.json, std 0.05 and 0.2) it
     # halved the peak gradient norm (700 -> 380, clipped to 1 anyway) but left the block-4 bound unchanged
     # within its error; lm_ar's [MASK] embedding kept its N(0, 0.02) init (no weight decay), not ~0 as in LLaDA 2.0.
     "a2d_convert": dict(_TRAIN, init="lm_ar",
                         schedule=dict(warmup_sizes=[1, 4, 16], stable_fraction=0.5, decay_sizes=[16, A2D_FINAL_BLOCK]),
-                        embed_noise_std=0.0, embed_noise_steps=0, block_size=A2D_FINAL_BLOCK),
-    "a2d_scratch": dict(_TRAIN, init=None, schedule=None, embed_noise_std=0.0, embed_noise_steps=0,
-                        block_size=None),
+                        embed_noise_std=0.0, embed_noise_steps=0, block_size=A2D_FINAL_BLOCK, keep_alignment=True),
+    "a2d_scratch": dict(_TRAIN, init=None,
+                        schedule=dict(warmup_sizes=[1, 4, 16], stable_fraction=0.5, decay_sizes=[16, A2D_FINAL_BLOCK]),
+                        embed_noise_std=0.0, embed_noise_steps=0, block_size=A2D_FINAL_BLOCK, keep_alignment=True),
 }
+A2D_SAMPLES = 500                  # unconditional samples per model, graded by the exact validator
 
 
 def a2d_schedule(name: str) -> list[tuple[int, int]]:
@@ -628,10 +662,13 @@ def a2d_schedule(name: str) -> list[tuple[int, int]]:
 
 def _initial_model(recipe: dict) -> Transformer:
     if recipe["init"] is not None:
-        return convert_ar_model(textlm.load_text_model(recipe["init"]), BD_SEQ_LEN, recipe["block_size"])
+        return convert_ar_model(textlm.load_text_model(recipe["init"]), BD_SEQ_LEN, recipe["block_size"],
+                                keep_alignment=recipe.get("keep_alignment", False))
     torch.manual_seed(recipe["seed"])
     attn = dict(attention="block_causal", block_size=recipe["block_size"]) if recipe["block_size"] else {}
-    return Transformer(TransformerConfig(vocab_size=353, seq_len=BD_SEQ_LEN, **_MODEL, **attn))
+    model = Transformer(TransformerConfig(vocab_size=353, seq_len=BD_SEQ_LEN, **_MODEL, **attn))
+    model.next_token = recipe.get("keep_alignment", False)
+    return model
 
 
 def run_a2d_recipe(name: str, show_progress: bool = True):
@@ -647,12 +684,12 @@ def run_a2d_recipe(name: str, show_progress: bool = True):
     keys = ("steps", "batch_size", "lr", "warmup", "min_lr_ratio", "eval_every", "eval_sentences", "eval_samples",
             "seed", "embed_noise_std", "embed_noise_steps")
     model, hist = train_block_diffusion(model, language_ids("train"), language_ids("valid"), schedule,
-                                        eval_block_sizes=[A2D_FINAL_BLOCK, BD_SEQ_LEN], show_progress=show_progress,
+                                        eval_block_sizes=[1, A2D_FINAL_BLOCK, BD_SEQ_LEN], show_progress=show_progress,
                                         desc=name, **{k: r[k] for k in keys})
     seconds = time.perf_counter() - t0
     tok = Tokenizer.for_language()
     sample_block = r["block_size"] or BD_SEQ_LEN
-    samples = sample_block_diffusion(model, 200, tok, sample_block, seed=0)
+    samples = sample_block_diffusion(model, A2D_SAMPLES, tok, sample_block, seed=0)
     validity = textlm.sample_validity(samples)
     curve = {"eval_step": hist["eval_step"],
              **{f"valid_nll_block{b}": [round(v, 4) for v in hist["valid_nll"][b]] for b in hist["valid_nll"]},
@@ -684,7 +721,9 @@ def load_bd_model(name: str) -> Transformer:
     """A shipped block-diffusion model (``a2d_convert`` or ``a2d_scratch``), verified against the manifest, in
     eval mode; its recipe is ``model.recipe``. A missing or corrupt
     file raises :class:`course_lib.checkpoints.CheckpointError` naming the retrain command."""
-    return checkpoints.load_model(name, lambda config: Transformer(TransformerConfig(**config["model"])))
+    model = checkpoints.load_model(name, lambda config: Transformer(TransformerConfig(**config["model"])))
+    model.next_token = bool(model.recipe.get("keep_alignment", False))
+    return model
 
 
 def load_results(path: Path = RESULTS_PATH) -> dict:

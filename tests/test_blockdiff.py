@@ -11,6 +11,7 @@ from course_lib.nn import Transformer, TransformerConfig, attention_mask
 from course_lib.tokenizer import Tokenizer, batchify
 
 MASK = Tokenizer.mask_id
+EOS = Tokenizer.eos_id
 TINY = dict(vocab_size=353, seq_len=48, n_layer=2, n_head=2, d_model=32)
 
 
@@ -270,6 +271,44 @@ def test_converted_model_loads_lm_ar_exactly():
         torch.testing.assert_close(model(inp, mask=attention_mask("causal", 41)[None]), ar(inp))
 
 
+def test_aligned_conversion_at_block_1_is_the_ar_model():
+    """Keeping the next-token alignment, the converted model at block size 1 computes lm_ar's next-token logits,
+    whatever is masked: every position is a block start and reads the clean previous token."""
+    ar = textlm.load_text_model("lm_ar")
+    model = bd.convert_ar_model(ar, 48, block_size=4, keep_alignment=True)
+    assert bd.next_token_aligned(model) and not bd.next_token_aligned(bd.convert_ar_model(ar, 48, 4))
+    x0 = bd.pad_canvas(textlm.language_ids("valid")[:4])
+    x_t = torch.full_like(x0, MASK)
+    inp = torch.cat([torch.full((4, 1), Tokenizer.eos_id), x0[:, :-1]], 1)
+    with torch.no_grad():
+        ref = ar(inp[:, :41])
+        got = bd.bd_logits(model, x_t, x0, 1)[:, :41]
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_shift_inputs_reads_the_clean_previous_block():
+    x_t = torch.tensor([[10, MASK, 12, MASK, MASK, 15]])
+    x0 = torch.tensor([[10, 11, 12, 13, 14, 15]])
+    assert bd.shift_inputs(x_t, x0, 2).tolist() == [[EOS, 10, 11, 12, 13, MASK]]
+    assert bd.shift_inputs(x_t, None, 2).tolist() == [[EOS, 10, MASK, 12, MASK, MASK]]
+    assert bd.shift_inputs(x_t, x0, 6).tolist() == [[EOS, 10, MASK, 12, MASK, MASK]]
+
+
+def test_aligned_decoding_equals_the_training_view():
+    """Decoding a block with earlier blocks clean gives the logits the training input gives that block."""
+    torch.manual_seed(0)
+    model = tiny_model(attention="block_causal", block_size=4)
+    model.next_token = True
+    x0 = torch.randint(3, 40, (2, 12))
+    x = x0.clone()
+    x[:, 4:8] = torch.where(torch.rand(2, 4) < 0.5, MASK, x0[:, 4:8])       # block 1 being decoded
+    x[:, 8:] = MASK                                                          # block 2 not started
+    with torch.no_grad():
+        train_view = bd.bd_logits(model, x, x0, 4)[:, 4:8]
+        decode_view = bd.block_logits_fn(model, 4)(x)[:, 4:8]
+    torch.testing.assert_close(decode_view, train_view, rtol=1e-4, atol=1e-4)
+
+
 def test_mask_embedding_noise_touches_only_mask_tokens():
     model = tiny_model()
     x = torch.tensor([[5, MASK, 7, MASK]])
@@ -304,10 +343,14 @@ def test_sampling_returns_sentences():
 def test_shipped_models_and_curves():
     conv, scratch = bd.load_bd_model("a2d_convert"), bd.load_bd_model("a2d_scratch")
     assert conv.config.attention == "block_causal" and conv.config.block_size == 4 and conv.config.seq_len == 48
-    assert scratch.config.attention == "bidirectional"
+    assert scratch.config.attention == "block_causal" and scratch.config.block_size == 4
     assert conv.recipe["init"] == "lm_ar" and scratch.recipe["init"] is None
+    assert bd.next_token_aligned(conv) and bd.next_token_aligned(scratch)
     res = bd.load_results()
     a, b = res["a2d_convert"], res["a2d_scratch"]
     assert a["curve"]["eval_step"] == b["curve"]["eval_step"]               # equal steps: comparable curves
-    assert a["train"]["block_size"][0] == 1 and set(b["train"]["block_size"]) == {48}
+    assert a["train"]["block_size"] == b["train"]["block_size"]             # the same block-size schedule
+    assert a["train"]["block_size"][0] == 1
+    ra = {k: v for k, v in bd.A2D_RECIPES["a2d_convert"].items() if k != "init"}
+    assert ra == {k: v for k, v in bd.A2D_RECIPES["a2d_scratch"].items() if k != "init"}   # only the start differs
     assert [list(s) for s in bd.a2d_schedule("a2d_convert")] == a["recipe"]["schedule_steps"]
