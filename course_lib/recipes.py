@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import (arith, artefacts, blockdiff, checkpoints, ddpm, decoding, digits, editing, entities, facts, language, llada,
-               masked, metrics, mlp, nn, runtime, schedules, sde, tasks, textlm, toy2d)
+               masked, memorise, metrics, mlp, nn, runtime, schedules, sde, tasks, textlm, toy2d)
 from .tokenizer import Tokenizer, batchify
 
 # The 2-D toy recipe, shared by all toys (tanelp/tiny-diffusion's model, trained longer with an EMA).
@@ -164,6 +164,7 @@ RECIPES.update(blockdiff.RECIPES)
 RECIPES.update({name: (lambda name=name: arith.run_arith_recipe(name)) for name in arith.ARITH_RECIPES})
 RECIPES.update({name: (lambda name=name: arith.run_rl_recipe(name)) for name in arith.RL_RECIPES})
 RECIPES.update({name: (lambda name=name: entities.train(name)) for name in entities.RECIPES})
+RECIPES.update({name: (lambda name=name: memorise.train(name)) for name in memorise.MODELS})
 RECIPES["lm_edit"] = editing.run_lm_edit_recipe
 
 
