@@ -7,9 +7,11 @@ language with the recipes of chapter 2 (same steps, batch and learning rate as `
 validation loss (nats per counted token: exact for AR, the NELBO upper bound for the MDM) against training compute.
 
 Compute is counted as in Kaplan et al. (2020) and the SMDM paper: ``C = 6 N D`` FLOPs, ``N`` the
-non-embedding parameters and ``D`` the tokens processed. For both models ``D`` counts every position
-the network reads (41 per canvas for the MDM, which reads its whole canvas; the AR reads up to the longest
-sentence of each batch): what the hardware actually computes.
+non-embedding parameters and ``D`` the tokens processed, in two ways: ``flops`` counts every position the
+network reads (41 per canvas for the MDM, which reads its whole canvas, [PAD]s included; the AR reads up to the
+longest sentence of each batch): what the hardware computes here. ``flops_tokens`` counts the real tokens only
+(the words and the [EOS] of each training sentence), the same for both objectives: what a packed canvas, as
+LLaDA and SMDM train on, would cost.
 
 The largest size is the chapter 2 models ``lm_ar`` and ``lm_mdlm`` themselves (their learning curves are in
 the manifest); the two smaller sizes are trained by :func:`run` (``python -m course_lib.scaling NAME``, one
@@ -57,7 +59,8 @@ def _curve(kind, hist_tokens, valid_nll, n_params, steps_per_eval, batch_size, i
     pos = _positions_per_step(kind, batch_size, ids)
     steps = np.arange(1, len(valid_nll) + 1) * steps_per_eval
     return {"n_params": int(n_params), "eval_steps": steps.tolist(), "tokens": list(map(int, hist_tokens)),
-            "flops": (6.0 * n_params * pos * steps).tolist(), "valid_nll": [round(float(v), 4) for v in valid_nll]}
+            "flops": (6.0 * n_params * pos * steps).tolist(), "valid_nll": [round(float(v), 4) for v in valid_nll],
+            "flops_tokens": (6.0 * n_params * np.asarray(hist_tokens, dtype=float)).tolist()}
 
 
 def run(name: str, directory: Path = CURVES_DIR, show_progress: bool = True) -> dict:
@@ -89,8 +92,9 @@ def load_curves(directory: Path = CURVES_DIR) -> dict:
         if not path.exists():
             raise ValueError(f"no scaling curve at {path}; make it with: python -m course_lib.scaling {name}")
         try:
-            out[name] = json.loads(path.read_text())
-            out[name]["flops"], out[name]["valid_nll"]
+            out[name] = c = json.loads(path.read_text())
+            c["flops"], c["valid_nll"]
+            c["flops_tokens"] = (6.0 * c["n_params"] * np.asarray(c["tokens"], dtype=float)).tolist()
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"{path} is not a scaling curve ({e}); remake it with: "
                              f"python -m course_lib.scaling {name}") from e
@@ -107,16 +111,17 @@ def load_curves(directory: Path = CURVES_DIR) -> dict:
     return out
 
 
-def frontier(curves: dict, kind: str, grid) -> np.ndarray:
+def frontier(curves: dict, kind: str, grid, key: str = "flops") -> np.ndarray:
     """The compute frontier of ``kind`` ("ar" or "mdm"): at each compute in ``grid``, the lowest loss any
     size reached with at most that compute (log-log interpolation along each curve); NaN where no curve
-    reaches that compute."""
+    reaches that compute. ``key``: the compute count, ``"flops"`` (positions processed) or ``"flops_tokens"``
+    (real tokens)."""
     grid = np.asarray(grid, dtype=float)
     best = np.full(grid.shape, np.nan)
     for name, c in curves.items():
         if not name.startswith(kind + "_"):
             continue
-        f, v = np.log(c["flops"]), np.log(c["valid_nll"])
+        f, v = np.log(c[key]), np.log(c["valid_nll"])
         lg = np.log(grid)
         inside = (lg >= f[0]) & (lg <= f[-1])
         val = np.exp(np.interp(lg, f, v))
@@ -127,14 +132,17 @@ def frontier(curves: dict, kind: str, grid) -> np.ndarray:
     return best
 
 
-def compute_factor(curves: dict, points: int = 200) -> dict:
-    """How much more compute the MDM frontier needs to reach each loss that both frontiers reach.
+def compute_factor(curves: dict, points: int = 200, key: str = "flops") -> dict:
+    """How much more compute the MDM frontier needs to reach each loss that both frontiers reach, compute counted
+    by ``key`` (:func:`frontier`).
 
     Returns ``losses``, ``factor`` (C_MDM(loss) / C_AR(loss), log-interpolated) and ``median``."""
-    lo = min(min(c["flops"]) for c in curves.values())
-    hi = max(max(c["flops"]) for c in curves.values())
+    if key not in ("flops", "flops_tokens"):
+        raise ValueError(f"key must be 'flops' or 'flops_tokens', got {key!r}")
+    lo = min(min(c[key]) for c in curves.values())
+    hi = max(max(c[key]) for c in curves.values())
     grid = np.geomspace(lo, hi, points)
-    fa, fm = frontier(curves, "ar", grid), frontier(curves, "mdm", grid)
+    fa, fm = frontier(curves, "ar", grid, key), frontier(curves, "mdm", grid, key)
 
     def compute_at(front, loss):
         ok = ~np.isnan(front)
