@@ -503,7 +503,7 @@ for rm in ("low_confidence", "random"):
 # ### Blocks and guidance on prompted generation
 #
 # Now the SFT model, on `[complete]` prompts that keep the first 7 words of a held-out sentence: the
-# prompt has 9 tokens and the answer region 32, so block lengths 32 (pure diffusion), 16, 8 and 4
+# prompt has 9 tokens and the answer region 32, so block lengths such as 32 (pure diffusion), 8 and 4
 # divide it. Each setting decodes the same 500 prompts greedily with 32 steps (the answers were drawn by
 # `./course artefacts ch3_complete`, with `tasks.answer_instructions`; they are graded here). Unsupervised
 # classifier-free guidance (SMDM; `cfg_scale` $w$) contrasts the prediction with and without the
@@ -560,8 +560,8 @@ for a in ("low confidence, block 8", "random, block 32", "low confidence, cfg 0.
 assert -20 < paired("low confidence, cfg 1.5", "low confidence, block 32")[0] < -13
 
 # %% [markdown]
-# **What this shows.** Every setting ends the answer too early: the SFT model's continuations are about
-# half as long as the real ones. This is the "excessive [EOS]" effect LLaDA reports for its [EOS]-padded
+# **What this shows.** Every setting without guidance ends the answer too early: the SFT model's continuations
+# are about half as long as the real ones. This is the "excessive [EOS]" effect LLaDA reports for its [EOS]-padded
 # SFT data: most answer positions in SFT are padding, so [EOS] is the most confident prediction almost
 # everywhere, and low-confidence remasking commits it early. LLaDA's remedy, semi-autoregressive blocks,
 # helps only a little here (the block at the left edge still holds [EOS]-heavy positions once the
@@ -575,7 +575,8 @@ assert -20 < paired("low confidence, cfg 1.5", "low confidence, block 32")[0] < 
 # **How sure are these differences?** With 500 prompts a validity has a standard error of about 2 points, and
 # the paired difference of two settings on the same prompts 1 to 2 points. Read that way, blocks of 4 are a few
 # points more valid than one block of 32, blocks of 8 and random remasking are indistinguishable from it, light
-# guidance (0.5) costs little or nothing, and strong guidance (1.5) costs about a sixth of the valid answers.
+# guidance (0.5) costs little or nothing, and strong guidance (1.5) costs about a sixth of all answers (a fifth
+# of the valid ones).
 #
 # **Demo 3b — generation viewer.** One `[complete]` instruction decoded three ways. Slide through the
 # steps: grey chips are still masked, each committed token is coloured by the confidence it had when
@@ -835,7 +836,7 @@ for name, c in curves.items():
 axes[0].axhline(H, color="k", ls="--", lw=1)
 axes[0].set(xscale="log", xlabel="training compute (FLOPs, 6ND, D = real tokens)", ylabel="validation nats / token",
             title="Learning curves at three sizes", ylim=(H - 0.05, 4.5))
-axes[0].legend(fontsize=8, ncol=2)
+axes[0].legend(fontsize=9, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
 cf = scaling.compute_factor(curves, key="flops_tokens")
 cf_pos = scaling.compute_factor(curves, key="flops")
 axes[1].plot(cf["losses"], cf["factor"], "o-", color=MDM_C, label="real tokens (headline)")
@@ -866,7 +867,7 @@ print(f"largest size, each with its recipe's budget: MDM / AR perplexity (valida
 # the MDM never reaches the AR models' final loss within its recipe; its bound stops at 3.14 (the largest
 # size). So the factor can only be measured at the losses both frontiers pass through, 3.2 nats and
 # above. Counted on real tokens, it is a flat two to three times over most of that range (the table: about
-# 2.5x from 4.6 down to 3.6 nats, 3x at 3.5), and climbs steeply only in the last two tenths of a nat, where
+# 2.5x from 4.6 down to 3.6 nats, 3x at 3.5), and climbs steeply below 3.4 nats (3.6x at 3.3, 12x at 3.2), where
 # the MDM's best run is flattening out at the end of its recipe: the single large number at the lowest shared
 # loss says more about where our MDM runs stop than about the two objectives, and it is not the number to
 # compare with SMDM's 16x.

@@ -298,7 +298,7 @@ for name, m in mem_models.items():
     c = m.config
     width = c.moe_top_k * c.d_expert if c.n_experts else c.d_ff
     print(f"{name:>10} {m.n_params():>11,} {width:>17} {100 * mem_recall[name].float().mean().item():>14.1f}%")
-    assert abs(mem_recall[name].float().mean().item() - manifest[name]["metrics"]["recall"]) < 1e-4   # = the recipe's
+    assert abs(mem_recall[name].float().mean().item() - manifest[name]["metrics"]["recall"]) < 1e-3   # the recipe's
 gap = 100 * (mem_recall["mem_moe"].float().mean() - mem_recall["mem_dense"].float().mean()).item()
 print(f"MoE - dense: {gap:+.1f} points of 4,096 facts (bar: >= 10 points): {'met' if gap >= 10 else 'NOT met'}")
 mem_loads = memorise.routing_loads(mem_models["mem_moe"])
@@ -308,7 +308,9 @@ for part, load in mem_loads.items():
 
 even = 1 / len(mem_loads["answer"])
 assert gap >= 10 and even / 3 <= mem_loads["answer"].min() and mem_loads["answer"].max() <= 3 * even    # the text
-assert mem_loads["prompt"].max() >= 2 * even and mem_loads["prompt"].min() <= even / 3
+assert 2.2 * even <= mem_loads["prompt"].max() <= 2.8 * even and mem_loads["prompt"].min() <= even / 3
+dense_curve = manifest["mem_dense"]["metrics"]["curve"]["recall"]
+assert dense_curve[-1] - dense_curve[-2] > 0.05                     # the dense model is still climbing at the end
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
 for name, color in (("mem_dense", "0.45"), ("mem_moe", MDM_C)):
@@ -331,13 +333,13 @@ plt.show()
 
 # %% [markdown]
 # **Here MoE wins, and by a lot.** With the same active width and the same steps, the MoE recalls far more of the
-# facts than the dense model, which runs out of room: its recall climbs slowly while the MoE's climbs fast. Both
+# facts than the dense model, which learns them far more slowly and is still climbing at 3,000 steps. Both
 # numbers are on the training facts, because memorising them *is* the task; held-out facts could only be guessed.
 # This is the regime LLaDA 2.0's 100B-total / 6.1B-active model is built for, and the one where the language task
 # of section 1.2 could not show it. The loads are measured on real tokens only (there is no [PAD] here). Over the
 # answer positions the balancing loss keeps every expert within a factor of three of an even share; the prompt
-# tokens (64 subjects and 64 relations) are spread less evenly, a few experts taking two or three times their
-# share and a few almost none: the router groups the keys, and nothing asks it to spread them.
+# tokens (64 subjects and 64 relations) are spread less evenly, the busiest expert taking about two and a half
+# times its share and the idlest almost none: the router groups the keys, and nothing asks it to spread them.
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From autoregressive to diffusion: block diffusion and the block-size schedule
 #
@@ -437,7 +439,7 @@ def my_block_mask(L, block_size):
 _ = exercises.check_block_mask(my_block_mask)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# ### 2.1 Converting chapter 3's AR model
+# ### 2.1 Converting chapter 2's AR model
 #
 # **Keep the head where it was.** An AR model's output at position $i$ predicts the token at $i+1$. A diffusion
 # model that predicts each token at its own position would throw that alignment away, and the pretrained head with
@@ -490,22 +492,33 @@ cc = bd_results["a2d_convert"]["curve"]
 assert a2d_met and 5 <= a2d_valid["a2d_convert"] / max(a2d_valid["a2d_scratch"], 1e-9) <= 20       # the text below
 assert cc["valid_nll_block1"][0] > 20 and cc["valid_nll_block1"][1] < ms["valid_nll_block1"]
 assert mc["valid_nll_block1"] > manifest["lm_ar"]["metrics"]["valid_nll_500"]
+se_ = lambda name, b: bd_results[name]["curve"][f"valid_se_block{b}"][-1]               # noqa: E731
+assert all(ms[f"valid_nll_block{b}"] - mc[f"valid_nll_block{b}"] > 3 * se_("a2d_convert", b) for b in (1, 4))
+assert 0.5 < (ms["valid_nll_block48"] - mc["valid_nll_block48"]) / se_("a2d_convert", 48) < 1.5
+cs_ = bd_results["a2d_scratch"]["curve"]
+i50, i150 = cc["eval_step"].index(50), cc["eval_step"].index(150)
+assert cc["valid_nll_block48"][i50] > cs_["valid_nll_block48"][i50] and cc["valid_nll_block48"][i150] < cs_["valid_nll_block48"][i150]
+print("standard errors of the final bounds (Monte Carlo): " + ", ".join(
+    f"{name} L_B = {b}: {bd_results[name]['curve'][f'valid_se_block{b}'][-1]:.2f}" for name in ("a2d_convert", "a2d_scratch")
+    for b in (1, 4, 48)))
 
 # %% [markdown]
-# **Reading the curves.** At the end of the same 400 steps the converted model is ahead at every block size and
+# **Reading the curves.** At the end of the same 400 steps the converted model is ahead at every block size (clearly at
+# $L_B = 1$ and 4; at 48 by about one standard error) and
 # its samples are valid about ten times as often; the AR model's knowledge is a head start, and the schedule hands
 # it over. Two honest remarks. First, the converted model does *not* start at its parent's quality, although at
 # $L_B = 1$ it computes its parent's logits: the block-diffusion canvas asks every position for a token, including
 # the [PAD]s after [EOS], which the AR model was never trained to predict, and those positions alone cost tens of
-# nats at step 0 (the first point of each curve, far above the top of the panels). The first fifty steps fix that. A packed canvas, with
-# documents joined by [EOS] and no [PAD], would not have this cost. Second, both runs are short: 400 steps, models
+# nats at step 0 (the first point of each curve, far above the top of the panels). The first fifty steps fix most
+# of it at small block sizes; at $L_B = 48$ the converted model passes the control only after about 150 steps. A
+# packed canvas, with documents joined by [EOS] and no [PAD], would not have this cost. Second, both runs are short: 400 steps, models
 # far from converged, few valid samples. The converted model's bound at $L_B = 1$ is still above what `lm_ar`
 # reaches exactly (printed above), and it rises while the blocks are large (left panel): the larger blocks and the
 # [PAD] predictions cost it some of its AR skill, the price of conversion that LLaDA 2.0's long continual training
-# pays back. (Standard errors of the curves are about
-# 0.15 nats; both models share every noise draw, so their difference is more precise than that. The
-# [MASK]-embedding noise trick of LLaDA 2.0 is implemented, `blockdiff.mask_embedding_noise`, and made little
-# difference in an earlier version of this experiment: `data/blockdiff/embed_noise.json`.)
+# pays back. (The standard errors of the curves are printed above; both models share every noise draw, so their
+# difference is more precise than that. The [MASK]-embedding noise trick of LLaDA 2.0 is implemented,
+# `blockdiff.mask_embedding_noise`, and made little difference in a separate 80-step run:
+# `data/blockdiff/embed_noise.json`.)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Parallel decoding: several tokens per forward pass
 #
@@ -731,7 +744,7 @@ plt.show()
 #
 # The $\lambda$ of the released models is not published; dFactory's documentation recommends
 # `confidence_beta = 2.0`, which we use. A lesson from building this chapter: CAP from a random
-# initialisation stalls learning (in a trial run, not repeated here, 600 steps of SFT + CAP reached 4% exact
+# initialisation stalls learning (in one trial run while building this chapter, not shipped, 600 steps of SFT + CAP reached 4% exact
 # sums where the same 600 steps of plain SFT reached 91%), because the entropy term rewards confidence on whatever the untrained model happens to get right.
 # LLaDA 2.0 applies CAP at the SFT stage of a trained model, and so do we: `add_cap` and `add_sft` both
 # start from the same checkpoint `add_base` (600 SFT steps) and train 150 more steps with the same
@@ -771,7 +784,7 @@ print(f"threshold 0.95: TPF x{ratio95:.2f}, accuracy {-loss95:+.1f} points")
 assert ratio95 >= 1.3 and loss95 <= 3, "the paper's comparison: CAP raises TPF >= 1.3x at the same threshold, losing <= 3 points"
 
 # %% [markdown]
-# At the same threshold, CAP does what LLaDA 2.0 reports, in the same proportions: more positions pass, so TPF
+# At the same threshold, CAP does what LLaDA 2.0 reports, in the same direction and of similar size: more positions pass, so TPF
 # rises (the paper's mini: 2.55 -> 3.72 at 0.95, 1.46x), and a little accuracy is lost (70.15 -> 67.32). The cost
 # is visible even at one token per step (the first row of the table): during the 150 fine-tuning steps the
 # confidence term competes with the SFT term, so the CAP model learns the sums slightly less well.
@@ -846,11 +859,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Where CAP does and does not pay here.** In the right panel, the SFT control's front (black) lies on or above
-# every CAP front: for weights 1 to 8, each setting of the CAP model is beaten on both axes by some threshold of
-# the SFT model, and only the smallest weight, 0.5, has a few settings that the SFT model does not beat, by at
-# most a tenth in TPF (the table) -- well inside the noise of 1,000 prompts (one standard error of an accuracy
-# near 96% is 0.6 points). So CAP's speed-up at a fixed threshold does not survive the fair comparison on
+# **Where CAP does and does not pay here.** In the right panel, no CAP front of weight 1 to 8 gets past the SFT
+# control's front (black): each of their settings is matched or beaten on both axes by some threshold of the SFT
+# model. Only the smallest weight, 0.5, pokes out past the black front at a few settings, by at most 1.10x
+# in TPF at the same accuracy (the table) -- well inside the noise of 1,000 prompts (one standard error of an
+# accuracy near 96% is 0.6 points). The last column grants the control one point of accuracy, so its ratios can
+# only be smaller: 1.00x everywhere. So CAP's speed-up at a fixed threshold does not survive the fair comparison on
 # this task, and the bar of 1.3x at equal accuracy is **not met**. The first column says why: CAP's confidence is
 # paid for with accuracy (the more weight, the fewer exact sums even at one token per step), while the SFT model
 # is already confident enough to write 4.5 tokens per pass at $\tau = 0.6$, close to the 5 counted tokens of
@@ -979,6 +993,8 @@ for name, pts, control in (("T2T on vs threshold decoding of add_sft", edit_on, 
 print(f"most accurate setting: add_edit {max(a for _, a in edit_on + edit_off):.1f}%, "
       f"add_sft {max(a for _, a in sft_points):.1f}%")
 assert all(v is not None and v < 1 for k, v in edit_vs.items() if k.startswith("T2T on"))   # the text below
+sft_fastest = max(sft_points)                                                            # (TPF, accuracy) at tau 0
+assert sft_fastest[1] > max(a for _, a in edit_on + edit_off) and sft_fastest[0] >= max(t for t, _ in edit_on)
 
 fig, ax = plt.subplots(figsize=(7.5, 4))
 ax.plot(*zip(*arith_study.pareto_front(sft_points)), "s-", color="k", lw=2, label="threshold decoding, add_sft")
@@ -996,9 +1012,11 @@ plt.show()
 # %% [markdown]
 # On sums, editing loses the fair comparison twice. Against the same model with T2T off, every editing setting is
 # slower at equal accuracy: the pass that checks a finished block for edits costs a whole forward per 8-position
-# answer, and on this task it rarely finds anything. Against plain threshold decoding of `add_sft` it loses by
-# more: about half the TPF at equal accuracy, and 5 points short at the top, because 300 steps of the mixed
-# objective taught this small model less arithmetic than 150 steps of SFT. The deeper reason is the task: a wrong
+# answer, and on this task it rarely finds anything. Against plain threshold decoding of `add_sft` it loses on
+# both axes at once: even `add_sft`'s fastest setting (threshold 0, a whole block per pass) is more accurate than
+# the editor's most accurate one, because 300 steps of the mixed objective taught this small model less
+# arithmetic than 150 steps of SFT. (The 1.00x of the last line is the shared cap of 5 tokens per pass, where
+# `add_sft` is also the more accurate.) The deeper reason is the task: a wrong
 # sum here comes from a carry the model does not know, not from two positions committed in parallel that are
 # each plausible but wrong together. Token editing is built for the second kind of error ("New York" and "Los
 # Angeles" decoded in parallel as "New Angeles"), which addition with one right answer never produces; so the
@@ -1040,7 +1058,9 @@ for key in (("threshold", "ent_sft", 0.9, None), ("editing", "ent_edit", 0.0, 0.
     res = decoding.edit_decode(ent_sft if name == "ent_sft" else ent_edit, ent_prompts, entities.GEN_LENGTH,
                                entities.GEN_LENGTH, tm, 1.0 if te is None else te, entities.MASK_ID, entities.EOS_ID,
                                editing=te is not None)
-    assert entities.decode_report(res, ent_tuples) == {k: stored[key][k] for k in entities.decode_report(res, ent_tuples)}, key
+    live = entities.decode_report(res, ent_tuples)          # near-ties (50/50 marginals by design) may flip on other CPUs:
+    assert abs(live["accuracy"] - stored[key]["accuracy"]) <= 0.3 and abs(live["tpf"] - stored[key]["tpf"]) <= 0.02, key
+    assert all(abs(live[k] - stored[key][k]) <= 5 for k in ("mixtures_drafted", "repaired", "mixtures_final")), key
 print("stored fronts = this run's measurements at two settings")
 ent_points = {
     "threshold decoding, ent_sft": [r for r in ent_fronts["runs"] if r["model"] == "ent_sft"],
@@ -1076,7 +1096,7 @@ print(f"where editing is faster at equal accuracy: {min(g['accuracy'] for g in f
 edit_runs = ent_points["editing, ent_edit (T2T on)"]
 fast_edit = [r for r in edit_runs if r["tpf"] > 2]
 assert ent_met and 1.4 <= min(g["ratio"] for g in faster) and max(g["ratio"] for g in faster) <= 2.6  # the text below
-assert all(r["mixtures_final"] > 0 and r["accuracy"] < 99 for r in fast_edit)                       # never exact when fast
+assert min(r["mixtures_final"] for r in fast_edit) == 22 and all(r["accuracy"] < 99 for r in fast_edit)
 assert all(r["repaired"] <= 0.25 * r["mixtures_drafted"] for r in edit_runs                         # a high tau_edit
            if r["tau_edit"] >= 0.9 and r["mixtures_drafted"] >= 100)                                    # repairs little
 
@@ -1098,8 +1118,8 @@ plt.show()
 # entity outvote the third; one more pass confirms that nothing changes. At equal accuracy it writes one and a
 # half to two and a half times as many tokens per forward pass as the best threshold (the numbers above): the
 # bar of the comparison is met, and this is LLaDA 2.1's "draft fast, fix later" working as designed. Two limits,
-# also in the table: at every setting faster than 2 tokens per pass a few slots stay mixed, so the fast editor is
-# never exact (exactness costs it its speed); and the repairs need a low edit threshold (with $\tau_\text{edit}
+# also in the table: at every setting faster than 2 tokens per pass at least 22 of the 4,000 slots stay mixed, so
+# the fast editor is never exact (exactness costs it its speed); and the repairs need a low edit threshold (with $\tau_\text{edit}
 # \ge 0.9$ at most a quarter of the drafted mixtures are repaired, in the stored grid), because a 2-to-1 vote among
 # the names of a slot does not make the model much more sure than that. One prompt, step by step:
 
@@ -1132,14 +1152,14 @@ for name in ("S-Mode", "S-Mode, T2T off", "Q-Mode"):           # the bank ch4_la
     print(f"{name:>16} | {valid:>7.1f} {tpf:>5.2f} {rep:>15.1f} {edits:>9}")
 
 # %% [markdown]
-# On free text the picture reverses, and it is worth seeing why. The editor is worse than the model it started
-# from even with T2T off (at Q-Mode's thresholds about two thirds of its sentences are valid, against 99% for
+# On free text editing hurts, and it is worth seeing why. The editor is worse than the model it started from even
+# where T2T never fires (Q-Mode made no edit: about two thirds of its sentences are valid, against 99% for
 # `lm_mdlm` at threshold 0.95 in section 3.3): 400 steps of the mixed objective, much of it spent undoing random
 # replacements in text that is genuinely uncertain, cost this small model more than they taught it. And T2T
 # *hurts* in S-Mode: with $\tau_\text{edit} = 0$ the model rewrites a committed word whenever its favourite
 # changes, and in text with many right answers the favourite changes often without the old word being wrong; two
-# edits that are each plausible can be ungrammatical together. This is LLaDA 2.1's own advice seen from the other
-# side: S-Mode for code and maths (our sums), Q-Mode for open-ended text.
+# edits that are each plausible can be ungrammatical together. LLaDA 2.1 itself advises Q-Mode for open-ended
+# text; here S-Mode's editing did not pay on sums either (the fronts above), only on the entities of section 5.1.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn -- Exercise 4.4.** Compute the two sets of one step for one sequence: `x` (L,) the canvas,
@@ -1280,13 +1300,13 @@ gain, gain_se = paired_gain(clean["add_rl"], clean["add_base"])
 vs_sft, vs_sft_se = paired_gain(clean["add_rl"], clean["add_sft_long"])
 print(f"EBPO vs its starting point: {gain:+.1f} +- {gain_se:.1f} points; vs SFT with equal compute: "
       f"{vs_sft:+.1f} +- {vs_sft_se:.1f} points (sampled reward)")
-assert gain >= 5 and vs_sft <= -5 and clean["add_sft_long"]["greedy"] >= 99     # what the text below says
+assert gain >= 5 and vs_sft <= -5 and clean["add_sft_long"]["greedy"] == clean["add_sft_long"]["sampled"] == 100  # text
 
 # %% [markdown]
 # **On clean data, RL is not the best use of the compute.** EBPO raises the held-out reward of its starting
 # point by several points, well outside the error bars, as RL papers report; its greedy answers barely move. But
-# continuing SFT on the right answers for the same compute gets almost every sum right, sampled or greedy, far
-# above RL. This is no surprise once said: the SFT data already contain everything the reward knows (the right
+# continuing SFT on the right answers for the same compute gets every one of the 1,000 held-out sums right,
+# sampled or greedy, far above RL. This is no surprise once said: the SFT data already contain everything the reward knows (the right
 # sum), and SFT learns it from a dense signal at every digit, where RL learns from one bit per sampled answer and
 # spends most of its compute drawing the samples. What RL does here is to *sharpen*: it moves probability away
 # from the unlikely digits that sampling at temperature 1 sometimes picks, the dominant effect of RL on
@@ -1309,6 +1329,8 @@ rl_vs_sft, rl_vs_sft_se = paired_gain(sloppy["add_sloppy_rl"], sloppy["add_slopp
 print(f"EBPO vs SFT with equal compute on the sloppy data: {rl_vs_sft:+.1f} +- {rl_vs_sft_se:.1f} points "
       f"(bar: >= 5 points): {'met' if rl_vs_sft >= 5 else 'NOT met'}")
 assert rl_vs_sft >= 5 and sloppy["add_sloppy_sft"]["greedy"] < 60 <= sloppy["add_sloppy_rl"]["greedy"]     # the text below
+sloppy_hist = json.loads(arith.rl_history_path("add_sloppy_rl").read_text())
+assert sloppy_hist["eval_iteration"][1] == 25 and sloppy_hist["eval"][1]["sampled"] > 0.85     # most of it by iteration 25
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), sharey=True)
@@ -1337,7 +1359,8 @@ plt.show()
 # the thousands it is right only about as often as the annotator (the carry row), and its greedy answer is the
 # annotator's majority, the wrong one. More SFT on the same data only makes it a more faithful copy of the
 # annotator. EBPO samples answers, and the few right ones on carry sums earn a positive advantage against their
-# wrong siblings; iteration by iteration the policy moves to the right carry, greedy answers included. The bar
+# wrong siblings; within the first 25 iterations the policy moves to the right carry, greedy answers included, and
+# then creeps up (the right panel above). The bar
 # (RL at least 5 points above SFT with equal compute) is met here and not on clean data: RL pays when the reward
 # knows something the demonstrations do not. Eight held-out sums with a carry, the first sampled answer of each
 # model:
@@ -1389,12 +1412,13 @@ rows = [
      verdict(acc85 <= acc95)),
     ("threshold 0.95 -> 0.85: TPF", "2.55 -> 3.31 (1.30x)", f"{tpf95:.2f} -> {tpf85:.2f} ({tpf85 / tpf95:.2f}x)",
      verdict(tpf85 / tpf95 >= 1.2)),
-    ("CAP at threshold 0.95: score", "70.15 -> 67.32 (mini)", f"{acc95:.1f} -> {cap95[0]:.1f}", verdict(True)),
+    ("CAP at threshold 0.95: score", "70.15 -> 67.32 (mini)", f"{acc95:.1f} -> {cap95[0]:.1f}",
+     verdict(0 < acc95 - cap95[0] <= 5)),
     ("CAP at threshold 0.95: TPF", "2.55 -> 3.72 (1.46x)", f"{tpf95:.2f} -> {cap95[1]:.2f} ({cap95[1] / tpf95:.2f}x)",
      verdict(cap95[1] / tpf95 >= 1.3)),
     ("CAP at equal accuracy, against SFT with the same steps", "not reported",
      f"best {top:.2f}x TPF over five weights", verdict(cap_met)),
-    ("2.0-flash (no editing): score, TPF", "72.43, 3.08", f"{S_off['acc']:.1f}, {S_off['tpf']:.2f} (add_edit, S thresholds, T2T off)", ""),
+    ("2.0-flash (no editing): score, TPF", "72.43, 3.08", f"{acc95:.1f}, {tpf95:.2f} (add_sft, threshold 0.95)", ""),
     ("2.1-flash S-Mode: score, TPF", "72.34, 5.93", f"{S['acc']:.1f}, {S['tpf']:.2f}", ""),
     ("2.1-flash Q-Mode: score, TPF", "73.54, 3.64", f"{Q['acc']:.1f}, {Q['tpf']:.2f}", ""),
     ("S / Q TPF ratio", "1.63", f"{S['tpf'] / Q['tpf']:.2f}", verdict(S["tpf"] / Q["tpf"] >= 1.3)),

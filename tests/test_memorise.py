@@ -71,4 +71,4 @@ def test_shipped_models_recall_what_their_recipes_measured():
     m = checkpoints.read_manifest()
     for name in ("mem_dense", "mem_moe"):
         got = M.recall(M.load_model(name)).float().mean().item()
-        assert abs(got - m[name]["metrics"]["recall"]) < 1e-4
+        assert abs(got - m[name]["metrics"]["recall"]) < 1e-3        # a near-tie may flip on another CPU
