@@ -780,11 +780,13 @@ for frac in (0.25, 0.5):
 #
 # **Where D3PM spends its bits.** The bound is $T$ times the average of $L_{t-1}$ over $t$, so it is
 # the area under the curve of $T\cdot L_{t-1}$ against $t/T$. Estimated at 20 times for 100
-# validation sentences: the absorbing curve is nearly flat, because each term is about the
-# cross-entropy of one masked word given the rest (the weight $1/t$ cancels the masking rate $t/T$).
-# Uniform noise with its cosine schedule corrupts almost nothing at small $t$, so its terms there
-# are near zero, but at large $t$, where most words are replaced, the model must both find the
-# corrupted words and fix them, and its terms climb well above the absorbing ones.
+# validation sentences: the absorbing curve rises steadily, about threefold from small to large $t$, because
+# each term is about the cross-entropy of one masked word given the words still visible (the weight $1/t$
+# cancels the masking rate $t/T$): with most of the sentence visible a masked word is easy to guess, with
+# almost nothing visible it is close to a guess from word frequencies. Uniform noise with its cosine schedule
+# corrupts almost nothing at small $t$, so its terms there are near zero, but from about a quarter of the way
+# on, where many words are replaced, the model must both find the corrupted words and fix them, and its terms
+# lie well above the absorbing ones until the very end.
 
 # %%
 t_prof = np.linspace(25, 975, 20).round().astype(int)
@@ -809,6 +811,10 @@ ax.set(xlabel="t / T (fraction of the way to pure noise)", ylabel=r"$T \cdot L_{
        title="The D3PM bound is the area under each curve", xlim=(0, 1))
 ax.legend()
 plt.show()
+absorb, unif = prof["D3PM absorbing"], prof["D3PM uniform"]
+print(f"absorbing: {absorb[0]:.2f} nats at t/T = {t_prof[0] / 1000:.3f}, {absorb[-1]:.2f} at {t_prof[-1] / 1000:.3f} "
+      f"({absorb[-1] / absorb[0]:.1f}x)")
+assert 2.5 <= absorb[-1] / absorb[0] <= 3.5 and bool((unif[3:-1] > absorb[3:-1]).all())      # the text above
 
 # %% [markdown]
 # **The sampler, written out.** MDLM generates by running the reverse process: start from a canvas of
