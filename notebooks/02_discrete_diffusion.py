@@ -837,7 +837,9 @@ print("one sample:", " ".join(textlm.to_sentence(one, tok) or ["(no [EOS])"]))
 # We draw 1,000 sentences from AR (ancestral sampling, temperature 1) and 1,000 from MDLM (the
 # ancestral sampler of MDLM eq. 6-7 with as many steps as canvas positions, 41, random order:
 # at each step every masked token is unmasked with probability $(\alpha_s-\alpha_t)/(1-\alpha_t)$,
-# to a word drawn from SUBS), and check every one with the grammar. A sample is the words before its
+# to a word drawn from SUBS), and check every one with the grammar. Note that 41 steps for 41 positions is not
+# one token per step: each step unmasks a binomial number of tokens, often none and sometimes several at once,
+# and tokens unmasked in the same step are drawn independently of each other. A sample is the words before its
 # first [EOS]; a canvas without [EOS] counts as invalid.
 #
 # Drawing them takes a couple of minutes on a laptop, so they were drawn once, by the command
