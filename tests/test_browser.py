@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from browser import (CHROMIUM, Watch, chromium, demo_state, free_port, move, served_gallery, slider_step, stop,
-                     wait_for_http, wait_new_image)
+from browser import (CHROMIUM, Watch, chromium, demo_state, evaluate_within, free_port, move, served_gallery,
+                     slider_step, stop, wait_for_http, wait_new_image)
 from course_lib import gallery
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def test_offline_export_needs_no_network(browser, tmp_path):
     for stem in pages:
         page.goto((out / f"{stem}.html").as_uri(), wait_until="load")
         page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30_000)
-        page.evaluate("MathJax.startup.promise.then(() => true)")
+        evaluate_within(page, "() => MathJax.startup.promise.then(() => true)", None, 60_000)
         math[stem] = page.evaluate("[document.querySelectorAll('mjx-container').length, "
                                    "document.querySelectorAll('[data-mjx-error], mjx-merror').length]")
         for d in gallery.DEMOS:
@@ -167,7 +167,9 @@ def test_a_demo_runs_in_jupyterlab_with_the_slides_extension(browser, tmp_path):
                                timeout=120_000, polling=200)
         assert page.evaluate("window.jupyterapp.commands.hasCommand('RISE:slideshow')"), \
             "the slides extension (jupyterlab-rise) did not load in JupyterLab"
-        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        # started, not awaited: the command's promise resolves only when the kernel has finished, and the wait
+        # below bounds that
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }")
         page.wait_for_function("""() => { const w = window.jupyterapp.shell.currentWidget;
             const cells = [...w.content.model.cells].filter(c => c.type === 'code' && c.sharedModel.getSource().trim());
             return w.sessionContext.session.kernel.status === 'idle'

@@ -146,9 +146,21 @@ JS_STATE = """async root => {
 }"""
 
 
+def evaluate_within(page, js_function: str, arg=None, timeout_ms: int = 30_000):
+    """``page.evaluate`` of an (async) JavaScript function, rejected after ``timeout_ms``. Playwright's own
+    ``evaluate`` waits for a promise without any time limit, so a page that stops answering (a stuck fetch, a
+    command that never resolves) would hang the caller."""
+    bounded = (f"async arg => Promise.race([({js_function})(arg), new Promise((_, reject) => setTimeout("
+               f"() => reject(new Error('no answer within {timeout_ms} ms')), {timeout_ms}))])")
+    try:
+        return page.evaluate(bounded, arg)
+    except Exception as e:
+        raise BrowserError(f"the page did not answer: {e}") from e
+
+
 def demo_state(page, root: str) -> dict:
     """The demo's image (a hash of its bytes), its blob URL and its caption."""
-    return page.evaluate(JS_STATE, root)
+    return evaluate_within(page, JS_STATE, root, 15_000)
 
 
 def wait_new_image(page, root: str, old_src: str, what: str) -> None:
