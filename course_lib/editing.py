@@ -94,7 +94,7 @@ def m2t_t2t_loss(model, x0: torch.Tensor, prompt_lengths, mask_id: int, edit_rat
 # An editor for the course language (chapter 4: editing on free text)
 # ----------------------------------------------------------------------------------------------
 
-LM_EDIT_RECIPE = dict(init="lm_mdlm", steps=400, batch_size=64, lr=3e-4, warmup=20, min_lr_ratio=0.1,
+LM_EDIT_RECIPE = dict(init="lm_mdlm_packed", steps=400, batch_size=64, lr=3e-4, warmup=20, min_lr_ratio=0.1,
                       edit_rate=0.1, draft_rate=0.5, seed=0)
 
 
@@ -121,14 +121,15 @@ def train_editor(model, ids: torch.Tensor, steps: int, batch_size: int, lr: floa
 
 
 def run_lm_edit_recipe(show_progress: bool = True):
-    """``lm_edit``: chapter 2's MDLM (lm_mdlm) fine-tuned with the mixed M2T + T2T objective on the course language
+    """``lm_edit``: chapter 2's packed MDLM (lm_mdlm_packed) fine-tuned with the mixed M2T + T2T objective on packed
+    canvases of the course language
     (recipe :data:`LM_EDIT_RECIPE`; no prompt, every canvas position is "answer"; uniform perturbations over every
     token but [MASK]). Returns ``(model, metrics, seconds)`` for :func:`course_lib.recipes.retrain`."""
     r = LM_EDIT_RECIPE
     t0 = time.perf_counter()
     model = textlm.load_text_model(r["init"])
     recipe = model.recipe
-    ids = textlm.language_ids("train")
+    ids = textlm.pack_canvases(textlm.language_ids("train"), r["steps"] * r["batch_size"], seed=0)
     vocab = [i for i in range(model.config.vocab_size) if i != Tokenizer.mask_id]
     model, hist = train_editor(model, ids, r["steps"], r["batch_size"], r["lr"], r["warmup"], r["min_lr_ratio"],
                                r["edit_rate"], r["draft_rate"], vocab, Tokenizer.mask_id, seed=r["seed"],

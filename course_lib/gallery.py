@@ -256,8 +256,8 @@ DEMOS: list[GalleryDemo] = [
         "Drag t to hide more of a sentence (the same random order at every t, so masks only grow) and "
         "read the masked diffusion model's top-3 guesses at each hidden position; green means the top guess "
         "is the hidden word. At low t the context pins most words down; at high t the model falls back on "
-        "what is likely anywhere: frequent words, [EOS] and padding at the end.",
-        ch3.masking_inputs, ch3.masking_demo, ("lm_mdlm",)),
+        "what is likely anywhere: frequent words and [EOS].",
+        ch3.masking_inputs, ch3.masking_demo, ("lm_mdlm_packed",)),
     GalleryDemo(
         3, "3b", "generation", "LLaDA generation: what is committed at each step",
         "One [complete] instruction decoded three ways by the fine-tuned model. Slide through the 32 steps: "

@@ -18,7 +18,7 @@ from . import language, masked
 from .checkpoints import read_manifest
 from .moe import expert_load
 from .runtime import progress
-from .textlm import PAD_ID, counted_tokens, language_ids, load_text_model, mdlm_nelbo_terms, nll_summary
+from .textlm import EOS_ID, counted_tokens, language_ids, load_text_model, mdlm_nelbo_terms, nll_summary, pack_canvases
 from .tokenizer import EOS, MASK, PAD, Tokenizer
 
 RESULTS = Path(__file__).resolve().parent.parent / "data" / "moe" / "results.json"
@@ -169,20 +169,22 @@ def paired_difference(a: torch.Tensor, b: torch.Tensor, tokens: torch.Tensor) ->
     return mean, float((d - mean * n).std() * math.sqrt(len(d)) / n.sum())
 
 
-def chapter_results(names=MOE_RECIPES, n_sentences: int = 2000, samples: int = 8) -> dict:
-    """Metrics of the shipped MoE recipes for chapter 4: validation NELBO (on ``n_sentences``
-    validation sentences, ``samples`` Monte-Carlo draws, the same masks for every model) and its paired
-    difference to the first model (``moe_dense``), the recipe's own 500-sentence value from the manifest, per-layer load fractions and max/min load ratios, and the
-    class-by-expert count matrices, all on :func:`mdlm_inputs` of the validation sentences."""
-    valid = language_ids("valid")[:n_sentences]
+def chapter_results(names=MOE_RECIPES, n_canvases: int = 500, samples: int = 8) -> dict:
+    """Metrics of the shipped MoE recipes for chapter 4: validation NELBO (on ``n_canvases`` packed validation
+    canvases, as the models were trained, ``samples`` Monte-Carlo draws, the same masks for every model) and its
+    paired difference to the first model (``moe_dense``), the recipe's own 500-canvas value from the manifest,
+    per-layer load fractions and max/min load ratios, and the class-by-expert count matrices, all on
+    :func:`mdlm_inputs` of the validation canvases."""
+    valid = pack_canvases(language_ids("valid"), n_canvases, seed=1)     # the recipes' validation canvases
     inputs = mdlm_inputs(valid)
     classes, class_of = word_class_map()
     manifest = read_manifest()
-    out = {"inputs": f"first {len(valid)} validation sentences, each masked at its own t (stratified, linear "
-                     "schedule, seed 0): the denoiser's training distribution; a position's class is its input "
-                     "token's ([MASK] for masked positions). load_fractions count every canvas position (77% are "
-                     "[PAD] in the clean text), load_fractions_words only positions whose clean token is not [PAD]; "
-                     "a max/min load ratio of null means some expert was never chosen (infinite ratio)",
+    out = {"inputs": f"{len(valid)} packed validation canvases (sentences joined by [EOS], no [PAD]), each masked "
+                     "at its own t (stratified, linear schedule, seed 0): the denoiser's training distribution; a "
+                     "position's class is its input token's ([MASK] for masked positions). load_fractions count "
+                     "every position (every one is a real token), load_fractions_words only positions whose clean "
+                     "token is a word (not [EOS]); a max/min load ratio of null means some expert was never chosen "
+                     "(infinite ratio)",
            "nelbo_samples": samples, "classes": classes, "models": {}}
     tokens, first = counted_tokens(valid), None
     for name in names:
@@ -202,7 +204,7 @@ def chapter_results(names=MOE_RECIPES, n_sentences: int = 2000, samples: int = 8
                                      "bias_update_rate", "aux_loss_coef")}}
         if model.moe_layers():
             entry["moe_layers"] = [i for i, _ in model.moe_layers()]
-            for suffix, keep in (("", None), ("_words", valid != PAD_ID)):       # all positions; words + [EOS]
+            for suffix, keep in (("", None), ("_words", valid != EOS_ID)):       # all positions; words only
                 frac = load_fractions(model, inputs, keep)
                 entry["load_fractions" + suffix] = [[round(float(v), 5) for v in row] for row in frac]
                 entry["max_min_load_ratio" + suffix] = [round(v, 3) if math.isfinite(v) else None   # None: an

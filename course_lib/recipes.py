@@ -98,10 +98,10 @@ def text_recipe_data(name: str) -> dict:
     ``prompt_lengths`` and the pretrained ``init`` model."""
     if name not in textlm.TEXT_RECIPES:
         raise ValueError(f"unknown text recipe {name!r}; known: {sorted(textlm.TEXT_RECIPES)}")
-    if name == "lm_mdlm_packed":                      # chapter 2: packed canvases (no [PAD])
+    if name in textlm.PACKED_RECIPES:                 # packed canvases (no [PAD]), one per training row
         r = textlm.TEXT_RECIPES[name]
         return {"train": textlm.pack_canvases(textlm.language_ids("train"), r["steps"] * r["batch_size"], seed=0),
-                "valid": textlm.pack_canvases(textlm.language_ids("valid"), r["eval_sentences"], seed=1)}
+                "valid": textlm.pack_canvases(textlm.language_ids("valid"), r.get("eval_sentences", 500), seed=1)}
     if name.startswith(("lm_", "moe_")):              # chapter 4 MoE recipes: the same language data
         return {"train": textlm.language_ids("train"), "valid": textlm.language_ids("valid")}
     if name.startswith("facts_"):
@@ -113,7 +113,7 @@ def text_recipe_data(name: str) -> dict:
                 "valid": tasks.episodes_to_ids(tasks.icl_episodes(500, seed=1))}
     if name == "sft_mdm":
         x0, pl = tasks.instructions_to_ids(tasks.instruction_set("train", textlm.SFT_INSTRUCTIONS, seed=0))
-        init = nn.grow_vocabulary(textlm.load_text_model("lm_mdlm"), len(tasks.instruction_tokenizer()))
+        init = nn.grow_vocabulary(textlm.load_text_model("lm_mdlm_packed"), len(tasks.instruction_tokenizer()))
         return {"train": x0, "valid": None, "prompt_lengths": pl, "init": init}
     raise ValueError(f"unknown text recipe {name!r}; known: {sorted(textlm.TEXT_RECIPES)}")
 
@@ -251,11 +251,12 @@ def ch2_bounds(first_batch: bool) -> dict:
 
 # ------------------------------------------------------------------------------------------- chapter 3
 @artefacts.artefact("ch3_samples", 3, "unconditional samples of LLaDA's sampler from the chapter-3 models",
-          ("lm_llada", "lm_bert15", "lm_mdlm"))
+          ("lm_llada", "lm_bert15", "lm_mdlm_packed"))
 def ch3_samples(first_batch: bool) -> dict:
     """Answer regions (n, 41) of ``llada.unconditional_samples``, in batches of 20 rows: 200 each from the LLaDA
-    and BERT-style models (random remasking, 20 steps); 1,000 from the MDM per remasking (41 steps, temperature
-    1) and 100 per sweep setting (10 and 20 steps; temperature 0.7)."""
+    and BERT-style models (random remasking, 20 steps); 1,000 from the packed MDM (``lm_mdlm_packed``, the
+    chapter's pretrained MDM) per remasking (41 steps, temperature 1) and 100 per sweep setting (10 and 20 steps;
+    temperature 0.7)."""
     def n(total):
         return TEXT_BATCH if first_batch else total
 
@@ -263,7 +264,7 @@ def ch3_samples(first_batch: bool) -> dict:
         return llada.unconditional_samples(model, n(total), steps, 41, remasking=remasking, temperature=temperature,
                                            seed=seed, batch_size=TEXT_BATCH, mask_id=textlm.MASK_ID)
 
-    llada_model, bert, mdlm = (textlm.load_text_model(k) for k in ("lm_llada", "lm_bert15", "lm_mdlm"))
+    llada_model, bert, mdlm = (textlm.load_text_model(k) for k in ("lm_llada", "lm_bert15", "lm_mdlm_packed"))
     out = {"llada_random_20": draw(llada_model, 200, 20, "random", 0), "bert_random_20": draw(bert, 200, 20, "random", 0)}
     for rm in ("low_confidence", "random"):
         out[f"mdlm_{rm}_41"] = draw(mdlm, 1000, 41, rm, 1)
@@ -315,16 +316,16 @@ EDIT_RUNS = {"S-Mode": (*decoding.EDIT_MODES["S-Mode"], True),
              "Q-Mode": (*decoding.EDIT_MODES["Q-Mode"], True)}
 
 
-@artefacts.artefact("ch4_language", 4, "free text decoded by threshold decoding (lm_mdlm) and by token editing (lm_edit)",
-          ("lm_mdlm", "lm_edit"))
+@artefacts.artefact("ch4_language", 4, "free text decoded by threshold decoding (lm_mdlm_packed) and by token editing "
+                    "(lm_edit)", ("lm_mdlm_packed", "lm_edit"))
 def ch4_language(first_batch: bool) -> dict:
     """300 sentences of 40 positions from one-word prompts (the first words of the first 300 test sentences),
-    decoded in batches of 20 prompts with blocks of 8: ``decoding.threshold_decode`` with ``lm_mdlm`` at every
+    decoded in batches of 20 prompts with blocks of 8: ``decoding.threshold_decode`` with ``lm_mdlm_packed`` at every
     threshold of :data:`THRESHOLDS`, and ``decoding.edit_decode`` with ``lm_edit`` in each mode of
     :data:`EDIT_RUNS` (tau_mask, tau_edit, T2T on). Per run: the canvases, each row's forwards and generated
     tokens, and (editing) the number of T2T edits per batch."""
     prompts = textlm.language_ids("test")[:TEXT_BATCH if first_batch else 300, :1]
-    mdlm, editor = textlm.load_text_model("lm_mdlm"), editing.load_editor("lm_edit")
+    mdlm, editor = textlm.load_text_model("lm_mdlm_packed"), editing.load_editor("lm_edit")
     runs = {f"threshold {tau}": lambda p, tau=tau: decoding.threshold_decode(mdlm, p, 40, 8, tau, textlm.MASK_ID,
                                                                               textlm.EOS_ID) for tau in THRESHOLDS}
     for name, (tm, te, on) in EDIT_RUNS.items():

@@ -242,6 +242,23 @@ def pack_canvases(ids: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+def packed_canvas(ids: torch.Tensor, first: int) -> torch.Tensor:
+    """One packed canvas (1, L) that starts with sentence ``first`` of ``ids`` (padded canvases from
+    :func:`tokenizer.batchify`): that sentence and its [EOS], then the sentences after it, in order, cut at the
+    canvas edge. How a model pretrained on :func:`pack_canvases` reads one chosen sentence."""
+    ids = _check_ids(ids)
+    if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first < len(ids):
+        raise ValueError(f"first must be a row index of ids (0 to {len(ids) - 1}), got {first!r}")
+    L, out, row = ids.shape[1], [], first
+    while sum(len(r) for r in out) < L and row < len(ids):
+        out.append(ids[row][ids[row] != PAD_ID])
+        row += 1
+    canvas = torch.cat(out)[:L]
+    if len(canvas) < L:
+        raise ValueError(f"the sentences from row {first} on do not fill a canvas of {L} positions")
+    return canvas[None]
+
+
 # ----------------------------------------------------------------------------------------------
 # D3PM with closed-form transition matrices (uniform and absorbing noise)
 # ----------------------------------------------------------------------------------------------
@@ -796,7 +813,7 @@ TEXT_RECIPES = {
 }
 TEXT_RECIPES.update({
     # Chapter 3: LLaDA's loss with a variable masking rate against BERT's fixed 15%, same model,
-    # data, batches (same seed) and steps; one thread each so the pair trains side by side in ~12 minutes.
+    # packed data, batches (same seed) and steps; one thread each so the pair trains side by side in ~14 minutes.
     "lm_llada": dict(objective="llada", model=_SMALL, steps=4000, batch_size=64, lr=1.5e-3, warmup=200,
                      ema_decay=0.999, eval_every=500),
     "lm_bert15": dict(objective="llada", mask_ratio=0.15, model=_SMALL, steps=4000, batch_size=64, lr=1.5e-3,
@@ -815,14 +832,15 @@ TEXT_RECIPES.update({
                    ema_decay=0.999, eval_every=1000, eval_sentences=500),
     "icl_mdm": dict(objective="llada", model=_ICL, steps=3000, batch_size=64, lr=1.5e-3, warmup=200,
                     ema_decay=0.999, eval_every=1000, eval_sentences=500),
-    # Chapter 3 (SFT): lm_mdlm, grown by the three instruction tokens, fine-tuned on instructions.
+    # Chapter 3 (SFT): the packed MDM lm_mdlm_packed, grown by the three instruction tokens, fine-tuned on
+    # instructions (answers padded with [EOS]).
     "sft_mdm": dict(objective="llada", model=dict(_SMALL, vocab_size=356), steps=2500, batch_size=64, lr=5e-4,
                     warmup=100, ema_decay=0.999, eval_every=2500),
 })
 TEXT_RECIPE_THREADS = {"lm_ar": 1, "lm_mdlm": 2, "lm_mdlm_packed": 2, "lm_d3pm_absorbing": 1, "lm_d3pm_uniform": 1,
                        "lm_llada": 1, "lm_bert15": 1, "facts_ar": 1, "facts_mdm": 1, "icl_ar": 1, "icl_mdm": 1,
                        "sft_mdm": 1}
-# Chapter 4 (mixture of experts): lm_mdlm's size and objective, 750 steps (about 3 minutes each on one
+# Chapter 4 (mixture of experts): lm_mdlm's size and objective on packed canvases, 750 steps (about 3 minutes each on one
 # thread), same data, batches and seed. Blocks 0-1 stay dense (LLaDA 2.0's first_k_dense_replace; 2 of 4 keeps
 # every checkpoint under 8 MB), blocks 2-3 are MoE. Equal ACTIVE feed-forward width per token: the dense SwiGLU
 # has d_ff = 344 (3 * 128 * 344 = 132,096 weights); Switch runs 2 of 8 experts of 172 (2 * 172 = 344); the
@@ -843,6 +861,12 @@ TEXT_RECIPES.update({
                                             bias_update_rate=3e-3)),
 })
 TEXT_RECIPE_THREADS.update({"moe_dense": 1, "moe_switch": 1, "moe_switch_nobal": 1, "moe_llada2": 1})
+# The recipes that pretrain on packed canvases (pack_canvases: sentences joined by their [EOS], no [PAD]), as
+# LLaDA pretrains: every position is a real token, so a loss per position is a loss per token. Chapter 2 keeps
+# its padded models (lm_ar, lm_mdlm, the D3PMs) beside lm_mdlm_packed to show what packing changes; from
+# chapter 3 on every pretrained MDM is packed, and SFT pads only the answer, with [EOS] (LLaDA's recipe).
+PACKED_RECIPES = ("lm_mdlm_packed", "lm_llada", "lm_bert15", "moe_dense", "moe_switch", "moe_switch_nobal",
+                  "moe_llada2")
 SFT_INSTRUCTIONS = 20000           # training instructions of sft_mdm (tasks.instruction_set("train", ...))
 
 

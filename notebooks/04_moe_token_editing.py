@@ -196,14 +196,16 @@ _ = exercises.check_param_count(my_param_count)
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 1.2 Dense versus MoE on the course language
 #
-# Four MDLM models (`./course retrain moe_dense`, `moe_switch`, `moe_switch_nobal`, `moe_llada2`), the same data,
-# batches, steps and seed, and the **same active feed-forward parameters per token**: the dense SwiGLU has
+# Four MDLM models (`./course retrain moe_dense`, `moe_switch`, `moe_switch_nobal`, `moe_llada2`), pretrained on
+# packed canvases (sentences joined by [EOS], no [PAD], as LLaDA 2.0 pretrains), the same data, batches, steps and
+# seed, and the **same active feed-forward parameters per token**: the dense SwiGLU has
 # hidden size 344; `moe_switch` has 8 experts of 172 and routes each token to 2 (2 x 172 = 344);
 # `moe_llada2` has 16 experts of 86, top-3 plus one shared expert of 86 (4 x 86 = 344), sigmoid router with
 # bias balancing, 4 groups, top-2 groups, scaling 2.5. As in LLaDA 2.0 the first layers stay dense (here 2
 # of 4). `moe_switch_nobal` is `moe_switch` without the auxiliary loss. Numbers from
-# `python -m course_lib.moe --write` (2,000 validation sentences, each masked at its own noise level, the
-# denoiser's training inputs; bound with 8 samples per sentence):
+# `python -m course_lib.moe_study --write` (500 packed validation canvases, about 2,000 sentences, each canvas
+# masked at its own noise level, the denoiser's training inputs; bound with 8 samples per canvas, in nats per
+# token):
 
 # %%
 moe_res = json.loads(moe_study.RESULTS.read_text())
@@ -214,11 +216,18 @@ for n in names:
     ratio = ", ".join("inf" if v is None or v == float("inf") else f"{v:.1f}" for v in r.get("max_min_load_ratio", []))
     print(f"{n:>17} {r['n_params']:>9,} {r['valid_nelbo']:>11.3f} "
           f"{r['valid_nelbo_minus_moe_dense']:>+9.3f} +- {r['valid_nelbo_minus_moe_dense_se']:.3f} {ratio:>22}")
+moe_vs_dense = {n: (moe_res["models"][n]["valid_nelbo_minus_moe_dense"], moe_res["models"][n]["valid_nelbo_minus_moe_dense_se"])
+                for n in names[1:]}
+assert all(d + 3 * e < 0 for d, e in moe_vs_dense.values())        # the text below: every MoE is below dense
+balanced = [v for n in ("moe_switch", "moe_llada2") for v in moe_res["models"][n]["max_min_load_ratio"]]
+nobal = moe_res["models"]["moe_switch_nobal"]["max_min_load_ratio"]
+assert max(balanced) < 2 and nobal[0] > 1e4 and nobal[1] is None
+assert moe_vs_dense["moe_switch"][0] < moe_vs_dense["moe_switch_nobal"][0]     # balancing keeps more of the gain
 
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.4), sharey=True)
 for ax, n in zip(axes, ["moe_switch", "moe_switch_nobal", "moe_llada2"]):
     r = moe_res["models"][n]
-    for j, (key, label) in enumerate((("load_fractions", "all positions ([PAD] included)"),
+    for j, (key, label) in enumerate((("load_fractions", "all positions (words and [EOS])"),
                                       ("load_fractions_words", "word positions only"))):
         row = np.array(r[key][0])                       # the first MoE layer
         ax.bar(np.arange(len(row)) + (j - 0.5) * 0.4, row, 0.4, label=label, color=(MDM_C, AR_C)[j])
@@ -227,7 +236,7 @@ for ax, n in zip(axes, ["moe_switch", "moe_switch_nobal", "moe_llada2"]):
     ax.set_xlabel("expert")
 axes[0].set_ylabel("share of token assignments")
 axes[0].legend(fontsize=8)
-fig.suptitle("Expert load on 2,000 validation sentences")
+fig.suptitle("Expert load on 500 packed validation canvases")
 fig.tight_layout()
 plt.show()
 
@@ -266,18 +275,16 @@ fig = demo_router.static([{"layer": 0, "token": 1}, {"layer": 1, "token": 1}, {"
 plt.show()
 
 # %% [markdown]
-# **What the numbers say.** At equal active parameters and 750 steps, **MoE does not beat dense here**: the
-# dense model has the lowest bound, the LLaDA 2.0-style router is 0.050 +- 0.004 nats/token behind (paired
-# over the same 2,000 sentences and masks), Switch 0.072 behind, and Switch *without* balancing 0.193 behind.
-# The MoE models hold twice the parameters, but each expert sees only the tokens routed to it, so in a short run
-# every expert is undertrained; MoE's published advantage (LLaDA 2.0-flash matching dense models with 6B active
-# parameters) needs far more tokens per expert than 750 steps give. What *does* carry over is the need for
-# balancing: without it the router collapses onto a few experts (the busiest gets 76 times the idlest's load in
-# the first MoE block; one expert of the second is almost never chosen) and the model is clearly worse. Both
-# balancers even out the load over *all* positions, but mostly by sending the canvas's [PAD] positions (77% of
-# them) to otherwise idle experts: over word positions alone the loads stay uneven (the purple bars).
-# Specialisation is mild but real: in `moe_llada2`, about 30% of the [EOS], punctuation, determiner and
-# preposition assignments go to one expert each, where an even spread would give 1/16 = 6%.
+# **What the numbers say.** At equal active parameters, 750 steps and packed canvases, **every MoE beats the
+# dense model**: the differences in the table are paired over the same canvases and masks, and each is many
+# standard errors below zero. The MoE models hold twice the feed-forward parameters at the same compute per token,
+# and even in a short run that pays. Balancing is what keeps the experts in use: without it the router collapses
+# (in the first MoE block the busiest expert gets over ten thousand times the idlest's load, and in the second one
+# expert is never chosen), and the model keeps only part of the gain. Both balancers spread the load over real
+# tokens (every position of a packed canvas is one) to within a factor of two between the busiest and the idlest
+# expert, words and [EOS] alike (the two bar colours). Specialisation is mild but real: the line under the
+# heat map names the word classes that `moe_llada2` sends most to a single expert, where an even spread would give
+# 1/16 = 6%.
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 1.3 Where total parameters matter: memorising facts
 #
@@ -335,8 +342,8 @@ plt.show()
 # **Here MoE wins, and by a lot.** With the same active width and the same steps, the MoE recalls far more of the
 # facts than the dense model, which learns them far more slowly and is still climbing at 3,000 steps. Both
 # numbers are on the training facts, because memorising them *is* the task; held-out facts could only be guessed.
-# This is the regime LLaDA 2.0's 100B-total / 6.1B-active model is built for, and the one where the language task
-# of section 1.2 could not show it. The loads are measured on real tokens only (there is no [PAD] here). Over the
+# This is the regime LLaDA 2.0's 100B-total / 6.1B-active model is built for, and the gap is far larger than on the
+# language of section 1.2, where a small grammar leaves little to store. The loads are measured on real tokens. Over the
 # answer positions the balancing loss keeps every expert within a factor of three of an even share; the prompt
 # tokens (64 subjects and 64 relations) are spread less evenly, the busiest expert taking about two and a half
 # times its share and the idlest almost none: the router groups the keys, and nothing asks it to spread them.
@@ -668,7 +675,8 @@ assert best_tpf >= 2.5, "bar: threshold decoding reaches >= 2.5 TPF within 2 poi
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 3.3 The same decoder on free text
 #
-# Now the course language, with chapter 2's MDLM (`lm_mdlm`): prompts are the first word of 300 held-out
+# Now the course language, with chapter 2's packed MDLM (`lm_mdlm_packed`, pretrained on packed canvases like
+# every MDM from chapter 3 on): prompts are the first word of 300 held-out
 # sentences, the canvas 40 positions in blocks of 8, and "right" means *valid by the grammar's exact
 # validator* (there is no single right sentence). Same thresholds. The 14 runs of this section and of
 # section 5's free-text editing take about half a minute, so `./course artefacts ch4_language` ran them
@@ -694,10 +702,17 @@ sweep_lang = {tau: grade_language(f"threshold {tau}")[:4] for tau in THRESHOLDS}
 print(f"{'threshold':>9} {'valid %':>8} {'TPF':>6} {'repeated word %':>16} {'length':>7}")
 for tau, (acc, tpf, rep, length) in sweep_lang.items():
     print(f"{tau:>9.2f} {acc:>8.1f} {tpf:>6.2f} {rep:>16.1f} {length:>7.2f}")
+print(f"data: mean sentence length {float(np.mean([len(s) for s in train_sents])):.2f} words")
+# the text below: one token per pass from 1.0 down to 0.3, the same sentences down to 0.5; tau = 0 breaks the text
+assert all(v[1] < 1 for tau, v in sweep_lang.items() if tau >= 0.3)
+high = [v for tau, v in sweep_lang.items() if tau >= 0.5]
+assert len({(acc, rep, length) for acc, _, rep, length in high}) == 1 and np.ptp([v[1] for v in high]) < 0.01
+assert sweep_lang[0.0][0] < sweep_lang[1.0][0] / 2 and sweep_lang[0.0][2] > 10
+assert 0.4 < sweep_lang[1.0][3] / np.mean([len(s) for s in train_sents]) < 0.6 and 40 < sweep_lang[1.0][0] < 60
 
 # %%
 fig, ax = plt.subplots(figsize=(7.5, 4))
-for name, sweep, color in (("addition (add_sft)", sweep_sft, MDM_C), ("free text (lm_mdlm)", sweep_lang, AR_C)):
+for name, sweep, color in (("addition (add_sft)", sweep_sft, MDM_C), ("free text (lm_mdlm_packed)", sweep_lang, AR_C)):
     xs, ys = [v[1] for v in sweep.values()], [v[0] for v in sweep.values()]
     ax.plot(xs, ys, "o-", color=color, label=name)
     for tau, x, y in zip(sweep, xs, ys):
@@ -713,12 +728,14 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# On free text the same thresholds buy almost nothing: from 1.0 down to 0.6 the decoder stays below one token
-# per forward pass (0.58 -> 0.73, versus 0.62 -> 4.5 on sums), because it rarely finds a second position it is
-# 60% sure of. (TPF below 1 again comes from padding: sentences are short and end inside their 8-position
-# block, whose remaining positions still cost passes.) Forcing parallelism with $\tau \le 0.5$ breaks the text:
-# at $\tau = 0$ (a whole block per pass) only a few percent of the sentences are valid and more than a third
-# repeat a word right after itself.
+# On free text the same thresholds buy nothing: from 1.0 down to 0.5 the decoder writes the very same sentences
+# at the same TPF (to two decimals), and at 0.3 hardly more, because it almost never finds a second position it is even 30% sure
+# of (TPF stays below 1, against 0.62 -> 4.5 on sums). TPF below 1 comes from the blocks: a sentence ends inside
+# its 8-position block, and the block's remaining positions (on a packed canvas, the start of the next sentence)
+# still cost passes. The sentences are short, about half the data's length, and about half of them are valid:
+# decoding the most confident position first writes short, predictable sentences, the effect chapter 3 measured
+# for low-confidence remasking. Forcing parallelism with $\tau = 0$ (a whole block per pass) breaks the text: far
+# fewer sentences are valid, and many repeat a word right after itself.
 #
 # **Why is text slower than sums?** The decoder can only go as fast as the model is sure, and how sure a
 # *perfect* model can be is set by the data: every digit of a sum is determined by the prompt (entropy 0),
@@ -1138,7 +1155,7 @@ for st in rec.steps:
 
 # %% [markdown]
 # **Free text, judged by the validator.** The same decoder on the course language, with `lm_edit`: chapter 2's
-# `lm_mdlm` fine-tuned for 400 steps with the M2T + T2T objective (`./course retrain lm_edit`; uniform
+# packed `lm_mdlm_packed` fine-tuned on packed canvases for 400 steps with the M2T + T2T objective (`./course retrain lm_edit`; uniform
 # perturbations of 10% of the visible tokens, self-drafts at half the masked positions). Same 300 prompts as in
 # section 3.3 (first word, 40 positions in blocks of 8), decoded by `decoding.edit_decode` in the artefact
 # `ch4_language`.
@@ -1150,16 +1167,18 @@ for name in ("S-Mode", "S-Mode, T2T off", "Q-Mode"):           # the bank ch4_la
     valid, tpf, rep, _, edits = grade_language(name)
     text_modes[name] = (valid, tpf, rep, edits)
     print(f"{name:>16} | {valid:>7.1f} {tpf:>5.2f} {rep:>15.1f} {edits:>9}")
+assert all(m[3] == 0 for m in text_modes.values()) and len({m[0] for m in text_modes.values()}) == 1   # the text below
+assert text_modes["S-Mode"][1] < text_modes["S-Mode, T2T off"][1] and text_modes["Q-Mode"][0] < sweep_lang[1.0][0]
 
 # %% [markdown]
-# On free text editing hurts, and it is worth seeing why. The editor is worse than the model it started from even
-# where T2T never fires (Q-Mode made no edit: about two thirds of its sentences are valid, against 99% for
-# `lm_mdlm` at threshold 0.95 in section 3.3): 400 steps of the mixed objective, much of it spent undoing random
-# replacements in text that is genuinely uncertain, cost this small model more than they taught it. And T2T
-# *hurts* in S-Mode: with $\tau_\text{edit} = 0$ the model rewrites a committed word whenever its favourite
-# changes, and in text with many right answers the favourite changes often without the old word being wrong; two
-# edits that are each plausible can be ungrammatical together. LLaDA 2.1 itself advises Q-Mode for open-ended
-# text; here S-Mode's editing did not pay on sums either (the fronts above), only on the entities of section 5.1.
+# On free text editing does not help. T2T never fires here: at no committed position did the editor come to
+# prefer another token, not even in S-Mode, whose $\tau_\text{edit} = 0$ accepts any change. The model is never
+# 50% sure of a second masked position either, so S-Mode and Q-Mode commit the same single token per step and
+# write the same sentences; S-Mode pays only for its edit-check passes. And the editor is worse than the model it
+# started from (compare the one-token-per-step row of section 3.3): 400 steps of the mixed objective, much of it
+# spent undoing random replacements in text that is genuinely uncertain, cost this small model more than they
+# taught it. LLaDA 2.1 itself advises Q-Mode for open-ended text; here S-Mode's editing did not pay on sums
+# either (the fronts above), only on the entities of section 5.1.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Your turn -- Exercise 4.4.** Compute the two sets of one step for one sequence: `x` (L,) the canvas,
@@ -1435,7 +1454,7 @@ rows = [
      f"{sloppy['add_sloppy']['sampled']:.1f} -> {sloppy['add_sloppy_rl']['sampled']:.1f}; equal-compute SFT "
      f"{sloppy['add_sloppy_sft']['sampled']:.1f}", verdict(sloppy_gain >= 5)),
 ]
-assert not cap_met and ent_met and vs_sft < 0 and rl_vs_sft > 20 and moe_gap > 0 and gap >= 10 and a2d_met  # the text
+assert not cap_met and ent_met and vs_sft < 0 and rl_vs_sft > 20 and moe_gap < 0 and gap >= 10 and a2d_met  # the text
 display(Markdown("| quantity | papers | this chapter | the claim here |\n|---|---|---|---|\n" +
                  "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)))
 
@@ -1460,13 +1479,12 @@ plt.show()
 # trades a little accuracy for TPF, CAP raises TPF at a fixed threshold, S-Mode drafts faster than Q-Mode.
 # **Against fair controls** the picture is mixed, and the last column says where. An AR model converted with its
 # next-token alignment beats the same model trained from random weights for the same steps. MoE beats dense at
-# equal active parameters where there is knowledge to store (section 1.3), not on the grammar-generated
-# language. CAP does not beat simply lowering the SFT model's threshold, at any of the five weights tried. Token
+# equal active parameters, by a little on the grammar-generated language and by far where there is knowledge to
+# store (section 1.3). CAP does not beat simply lowering the SFT model's threshold, at any of the five weights tried. Token
 # editing does not pay on addition, whose errors are not joint, and does on named entities, where parallel
 # decoding makes exactly the joint mistakes editing repairs. EBPO loses to SFT with the same compute when the
 # SFT answers are right, and wins by more than twenty points when they are wrong in a way the reward knows.
-# **What does not carry over**: MoE's advantage on the language task (our experts see too few tokens, and the
-# grammar leaves little to store), the near-equal accuracy of S and Q (our addition editor repairs a minority of
+# **What does not carry over**: the near-equal accuracy of S and Q (our addition editor repairs a minority of
 # its drafts), and the absolute TPF values, which depend on block and answer length (an 8-position answer block
 # caps TPF at 5 on addition, and the edit-check pass costs a whole forward per block).
 

@@ -75,7 +75,7 @@ def test_decode_one_is_the_batched_decoder_on_addition(tau_mask, tau_edit):
 @pytest.mark.parametrize("tau_mask,tau_edit", [(0.9, None), (0.5, 0.0), (0.95, 0.9)])
 def test_decode_one_is_the_batched_decoder_on_free_text(tau_mask, tau_edit):
     """Free text in blocks of 8: answers that end early (an [EOS] block) are filled with [EOS] by both."""
-    model = editing.load_editor("lm_edit") if tau_edit is not None else textlm.load_text_model("lm_mdlm")
+    model = editing.load_editor("lm_edit") if tau_edit is not None else textlm.load_text_model("lm_mdlm_packed")
     prompts = textlm.language_ids("test")[:12, :1]
     args = (40, 8, tau_mask)
     if tau_edit is None:

@@ -166,6 +166,40 @@ def test_packed_recipe_data_has_no_padding():
     assert not bool((valid == textlm.PAD_ID).any())
 
 
+def test_every_pretrained_mdm_from_chapter_3_on_trains_on_packed_canvases(monkeypatch):
+    """The packed recipes get packed data (no [PAD]); SFT and the language editor start from the packed MDM."""
+    from course_lib import editing, recipes
+    assert {"lm_llada", "lm_bert15", "moe_dense", "moe_switch", "moe_switch_nobal", "moe_llada2"} \
+        <= set(textlm.PACKED_RECIPES) <= set(textlm.TEXT_RECIPES)
+    small = textlm.language_ids("train")[:300]
+    monkeypatch.setattr(textlm, "language_ids", lambda split, tokenizer=None: small)
+    monkeypatch.setattr(textlm, "TEXT_RECIPES", {k: dict(v, steps=2, batch_size=3) for k, v in
+                                                  textlm.TEXT_RECIPES.items()})
+    for name in ("lm_llada", "moe_llada2"):
+        d = recipes.text_recipe_data(name)
+        assert d["train"].shape == (6, textlm.SEQ_LEN) and not bool((d["train"] == textlm.PAD_ID).any())
+        assert d["valid"].shape == (500, textlm.SEQ_LEN) and not bool((d["valid"] == textlm.PAD_ID).any())
+    assert editing.LM_EDIT_RECIPE["init"] == "lm_mdlm_packed"
+    loaded, load = [], textlm.load_text_model
+    monkeypatch.setattr(textlm, "load_text_model", lambda name: loaded.append(name) or load(name))
+    monkeypatch.setattr(textlm, "SFT_INSTRUCTIONS", 10)
+    assert recipes.text_recipe_data("sft_mdm")["init"] is not None and loaded == ["lm_mdlm_packed"]
+
+
+def test_packed_canvas_starts_with_the_chosen_sentence(tok):
+    ids = batchify(SENTENCES * 4, tok, 12)
+    canvas = textlm.packed_canvas(ids, 1)
+    lengths = textlm.counted_tokens(ids)
+    first = ids[1, :int(lengths[1])]
+    assert canvas.shape == (1, 12) and torch.equal(canvas[0, :len(first)], first)
+    assert torch.equal(canvas[0, len(first):], torch.cat([r[r != textlm.PAD_ID] for r in ids[2:]])[:12 - len(first)])
+    for bad in (-1, len(ids), 1.0, True):
+        with pytest.raises(ValueError, match="first must"):
+            textlm.packed_canvas(ids, bad)
+    with pytest.raises(ValueError, match="do not fill"):
+        textlm.packed_canvas(ids, len(ids) - 1)
+
+
 # ------------------------------------------------------------------ sampling
 def test_samplers_return_sentences_or_none(tok):
     for samples in (textlm.sample_ar(tiny_model("ar"), 5, tok, seed=1),

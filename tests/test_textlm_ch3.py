@@ -258,7 +258,7 @@ def test_sft_data_grow_the_shipped_language_model():
     sep = tok.stoi[tasks.SEP]
     for row, p in zip(x0[:200].tolist(), pl[:200].tolist()):
         assert tok.itos[row[0]] in tasks.INSTRUCTIONS and row[p - 1] == sep and row[-1] == tok.eos_id
-    base = textlm.load_text_model("lm_mdlm")
+    base = textlm.load_text_model("lm_mdlm_packed")
     x = textlm.language_ids("test")[:4]
     with torch.no_grad():
         torch.testing.assert_close(d["init"](x)[..., :base.config.vocab_size], base(x))

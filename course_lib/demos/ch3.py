@@ -528,16 +528,18 @@ def reversal_demo(people: Sequence[str], answers: dict) -> Demo:
 # ------------------------------------------------------------------ inputs (from the shipped checkpoints)
 def masking_inputs() -> dict:
     """Demo 3a: one test sentence masked at 21 levels t (nested masks from one random order) and, at every masked
-    position, ``lm_mdlm``'s three most likely words with their probabilities."""
+    position, the pretrained MDM's (``lm_mdlm_packed``) three most likely words with their probabilities. The
+    sentence is read as the model was trained, at the start of a packed canvas (the next test sentences follow;
+    they are masked with it but not shown)."""
     import torch
     from course_lib import language, masked, textlm, tokenizer
     tok = tokenizer.Tokenizer.for_language(language.default_grammar())
-    mdlm = textlm.load_text_model("lm_mdlm")
+    mdlm = textlm.load_text_model("lm_mdlm_packed")
     sentence = language.read_split("test")[3]
     n_words = len(sentence) + 1                       # the words and the [EOS]
     ts = np.round(np.linspace(0.0, 1.0, 21), 2)
     order = torch.randperm(41, generator=torch.Generator().manual_seed(5))
-    ids0 = tokenizer.batchify([sentence], tok, 41)
+    ids0 = textlm.packed_canvas(textlm.language_ids("test", tok), 3)
     rank = torch.empty(41, dtype=torch.long)
     rank[order] = torch.arange(41)
     masks, words, probs = [], [], []

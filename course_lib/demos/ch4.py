@@ -733,17 +733,19 @@ def threshold_demo(tau_mask_values, tau_edit_values, tpf, accuracy, references: 
 
 def router_inputs() -> dict:
     """Demo 4a: the experts the MoE model (``moe_llada2``) chooses for each word of one test sentence, with their
-    gate weights, in every MoE block."""
+    gate weights, in every MoE block. The model was trained on packed canvases, so the sentence is read as one:
+    test sentence 3 and its [EOS], then the next test sentences, up to the canvas width."""
     import torch
     from course_lib import language, textlm, tokenizer
     tok = tokenizer.Tokenizer.for_language(language.default_grammar())
     moe_model = textlm.load_text_model("moe_llada2")
-    sentence = textlm.language_ids("test")[3:4]        # chapter 4: test sentence 3, clean
-    n_words = int((sentence[0] != tok.pad_id).sum())
+    test_ids = textlm.language_ids("test")
+    canvas = textlm.packed_canvas(test_ids, 3)           # chapter 4: test sentence 3, clean, and what follows it
+    n_words = int((test_ids[3] != tok.pad_id).sum())
     with torch.no_grad():
-        moe_model(sentence)
+        moe_model(canvas)
     layers = moe_model.moe_layers()
-    return {"words": [tok.itos[i] for i in sentence[0, :n_words].tolist()],
+    return {"words": [tok.itos[i] for i in canvas[0, :n_words].tolist()],
             "experts": np.stack([m.last_routing.experts.numpy()[:n_words] for _, m in layers]),
             "weights": np.stack([m.last_routing.weights.numpy()[:n_words] for _, m in layers]),
             "n_experts": int(moe_model.config.n_experts), "layer_names": [f"block {i}" for i, _ in layers]}
