@@ -108,9 +108,6 @@ def text_recipe_data(name: str) -> dict:
         world = facts.reversal_world()
         ids = batchify(world.training_statements(), Tokenizer(world.vocabulary), textlm.FACTS_MODEL["seq_len"])
         return {"train": ids, "valid": ids}
-    if name.startswith("icl_"):
-        return {"train": tasks.episodes_to_ids(tasks.icl_episodes(50000, seed=0)),
-                "valid": tasks.episodes_to_ids(tasks.icl_episodes(500, seed=1))}
     if name == "sft_mdm":
         x0, pl = tasks.instructions_to_ids(tasks.instruction_set("train", textlm.SFT_INSTRUCTIONS, seed=0))
         init = nn.grow_vocabulary(textlm.load_text_model("lm_mdlm_packed"), len(tasks.instruction_tokenizer()))
@@ -166,6 +163,7 @@ RECIPES.update({name: (lambda name=name: arith.run_rl_recipe(name)) for name in 
 RECIPES.update({name: (lambda name=name: entities.train(name)) for name in entities.RECIPES})
 RECIPES.update({name: (lambda name=name: memorise.train(name)) for name in memorise.MODELS})
 RECIPES["lm_edit"] = editing.run_lm_edit_recipe
+RECIPES.update({name: (lambda name=name: tasks.train_icl_model(name)) for name in ("icl_ar", "icl_mdm")})
 
 
 # ============================================================================ artefacts

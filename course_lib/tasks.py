@@ -26,6 +26,11 @@ This is ICL as *task recognition* (Xie et al. 2022; Pan et al. 2023): the rules 
 training, the prompt says which one applies. (A fresh random rule per prompt, ICL as *task learning*,
 needs the model to copy labels from matching examples, an induction circuit; in the chapter's budget
 that circuit did not form.)
+
+The twins ``icl_ar`` and ``icl_mdm`` train with a loss on the answer only (:func:`train_icl_model`): each
+step draws a batch of fresh episodes with one ``k``, and the model predicts the label exactly as it is
+asked at test time (:func:`icl_answer_logits`). Trained as language models on whole episodes, where most
+tokens are example words drawn at random, neither twin ever used the examples.
 """
 from __future__ import annotations
 
@@ -206,14 +211,68 @@ def instructions_to_ids(examples, tokenizer: Tokenizer | None = None, length: in
 
 
 # ------------------------------------------------------------------------------------------ asking models
+def icl_answer_logits(model, ids: torch.Tensor) -> torch.Tensor:
+    """(B, V) logits of the answer to prompts ``ids`` (B, P) of equal length: AR, the next token after
+    ``[EOS] + prompt``; MDM, the first position of the canvas ``prompt + [MASK] ...`` (up to
+    :data:`ICL_SEQ_LEN`), one forward pass. How the twins are asked, and what they are trained on."""
+    tok = icl_tokenizer()
+    if getattr(getattr(model, "config", None), "attention", None) == "causal":
+        return model(torch.cat([torch.full((len(ids), 1), tok.eos_id), ids], 1))[:, -1]
+    P = ids.shape[1]
+    return model(torch.cat([ids, torch.full((len(ids), ICL_SEQ_LEN - P), tok.mask_id)], 1))[:, P]
+
+
+def train_icl_model(name: str, show_progress: bool = True):
+    """Train ``icl_ar`` or ``icl_mdm`` (recipe ``textlm.TEXT_RECIPES[name]``: the model, steps, batch size, lr,
+    warmup, seed) with a loss on the answer only: every step draws ``k`` uniformly from 0 to 8 and a batch of
+    fresh episodes with ``k`` examples (one ``numpy`` generator seeded with the recipe's seed), and takes the
+    cross-entropy of :func:`icl_answer_logits` against the label (AdamW, warmup + cosine lr, clipping at the
+    recipe's ``grad_clip``). Both twins see the same episodes. Returns ``(model, metrics, seconds)`` for
+    ``./course retrain``; the metrics hold the accuracy at every ``k`` (500 test episodes) every 1,000 steps."""
+    import time
+    from . import textlm
+    from .runtime import progress
+    from .training import lr_factor, training_loop
+    if name not in ("icl_ar", "icl_mdm"):
+        raise ValueError(f"name must be 'icl_ar' or 'icl_mdm', got {name!r}")
+    recipe = dict(textlm.TEXT_RECIPES[name], seed=0)
+    cfg = textlm.TextLMConfig.from_dict(recipe)
+    model = textlm.build_model(recipe)
+    tok = icl_tokenizer()
+    rng = np.random.RandomState(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+    def loss_fn(step):
+        k = int(rng.randint(0, ICL_MAX_SHOTS + 1))
+        eps = [make_episode(k, rng) for _ in range(cfg.batch_size)]
+        ids = torch.tensor([tok.encode(e.prompt) for e in eps])
+        return torch.nn.functional.cross_entropy(icl_answer_logits(model, ids),
+                                                 torch.tensor(tok.encode([e.answer for e in eps])))
+
+    curve = {"step": [], "accuracy": []}
+    steps = progress(range(cfg.steps), desc=name) if show_progress else range(cfg.steps)
+    t0, eval_s = time.perf_counter(), 0.0
+    for step, _ in training_loop(model, loss_fn, steps, opt,
+                                 lambda s: lr_factor(s, cfg.steps, cfg.warmup, cfg.min_lr_ratio), cfg.grad_clip):
+        if (step + 1) % 1000 == 0 or step + 1 == cfg.steps:
+            t1 = time.perf_counter()
+            model.eval()
+            curve["step"].append(step + 1)
+            curve["accuracy"].append([round(icl_accuracy(model, k, n=500), 4) for k in range(ICL_MAX_SHOTS + 1)])
+            model.train()
+            eval_s += time.perf_counter() - t1
+    model.eval()
+    model.recipe = cfg.to_dict()
+    seconds = time.perf_counter() - t0 - eval_s
+    return model, {"steps": cfg.steps, "loss": "answer only", "threads": 1, "curve": curve}, seconds
+
+
 def icl_predictions(model, episodes) -> list[str]:
-    """The model's label for each episode's query (greedy, among the four labels). AR: the next token after ``[EOS] +
-    prompt``; MDM: the canvas ``prompt + [MASK] ...`` (up to :data:`ICL_SEQ_LEN`), one forward pass, the answer
-    position. Both choose among P, Q, R, S only, so neither can lose points by answering something that is not a
-    label."""
+    """The model's label for each episode's query (greedy, among the four labels), from
+    :func:`icl_answer_logits`. Both twins choose among P, Q, R, S only, so neither can lose points by answering
+    something that is not a label."""
     tok = icl_tokenizer()
     labels = torch.tensor(tok.encode(list(ICL_LABELS)))
-    causal = getattr(getattr(model, "config", None), "attention", None) == "causal"
     out = [None] * len(episodes)
     by_len: dict[int, list[int]] = {}
     for i, e in enumerate(episodes):
@@ -221,11 +280,7 @@ def icl_predictions(model, episodes) -> list[str]:
     with torch.no_grad():
         for P, rows in by_len.items():
             ids = torch.tensor([tok.encode(episodes[i].prompt) for i in rows])
-            if causal:
-                logits = model(torch.cat([torch.full((len(rows), 1), tok.eos_id), ids], 1))[:, -1]
-            else:
-                canvas = torch.cat([ids, torch.full((len(rows), ICL_SEQ_LEN - P), tok.mask_id)], 1)
-                logits = model(canvas)[:, P]
+            logits = icl_answer_logits(model, ids)
             best = labels[logits[:, labels].argmax(-1)]
             for i, b in zip(rows, best.tolist()):
                 out[i] = tok.itos[b]

@@ -827,11 +827,10 @@ TEXT_RECIPES.update({
                      weight_decay=0.1, eval_every=2000, eval_sentences=500),
     "facts_mdm": dict(objective="llada", model=FACTS_MODEL, steps=12000, batch_size=64, lr=1.5e-3, warmup=200,
                       weight_decay=0.1, eval_every=2000, eval_sentences=500),
-    # Chapter 3 (in-context learning): twins trained on few-shot episodes (tasks.icl_episodes).
-    "icl_ar": dict(objective="ar", model=_ICL, steps=3000, batch_size=64, lr=1.5e-3, warmup=200,
-                   ema_decay=0.999, eval_every=1000, eval_sentences=500),
-    "icl_mdm": dict(objective="llada", model=_ICL, steps=3000, batch_size=64, lr=1.5e-3, warmup=200,
-                    ema_decay=0.999, eval_every=1000, eval_sentences=500),
+    # Chapter 3 (in-context learning): twins trained on fresh few-shot episodes with a loss on the answer only
+    # (tasks.train_icl_model), the same episodes for both; no EMA.
+    "icl_ar": dict(objective="ar", model=_ICL, steps=5000, batch_size=64, lr=1.5e-3, warmup=200, eval_every=1000),
+    "icl_mdm": dict(objective="llada", model=_ICL, steps=5000, batch_size=64, lr=1.5e-3, warmup=200, eval_every=1000),
     # Chapter 3 (SFT): the packed MDM lm_mdlm_packed, grown by the three instruction tokens, fine-tuned on
     # instructions (answers padded with [EOS]).
     "sft_mdm": dict(objective="llada", model=dict(_SMALL, vocab_size=356), steps=2500, batch_size=64, lr=5e-4,

@@ -809,8 +809,12 @@ plt.show()
 # **The task** (`course_lib.tasks`): 24 words in 4 fixed classes, and 6 fixed *labelling rules*, each giving
 # the classes a different permutation of the labels P, Q, R, S. A prompt picks one rule at random, shows
 # $k$ examples `word = label ;` and asks `query =`. Which rule is in force is written nowhere but in the
-# examples. An AR model and an MDM of the same size (`icl_ar`, `icl_mdm`) train on 50,000 episodes with
-# $k$ from 0 to 8; we test on fresh episodes, reading each model's most likely label. The dashed line is the
+# examples. An AR model and an MDM of the same size (`icl_ar`, `icl_mdm`) train for 5,000 steps on fresh
+# episodes, $k$ from 0 to 8, the same episodes for both, with a loss on the **answer only**: each model is asked
+# exactly as it is tested (AR: the token after the prompt; MDM: the first position of a canvas whose answer
+# region is all [MASK]; `tasks.train_icl_model`). Trained instead as language models on whole episodes, where
+# most tokens are example words drawn at random, neither twin ever used the examples. We test on fresh
+# episodes, reading each model's most likely label. The dashed line is the
 # best any reader can do (computed exactly: keep the rules that agree with every example, answer the
 # majority label): at $k = 0$ the best guess is right 37.5% of the time, one example doubles that.
 #
@@ -826,17 +830,29 @@ icl_models = {"AR": textlm.load_text_model("icl_ar"), "MDM": textlm.load_text_mo
 shots = list(range(tasks.ICL_MAX_SHOTS + 1))
 icl_acc = {name: [tasks.icl_accuracy(m, k, n=500) for k in shots] for name, m in icl_models.items()}
 bayes = [tasks.icl_bayes_accuracy(k) for k in shots]
-fig, ax = plt.subplots(figsize=(7, 3.8))
-ax.plot(shots, bayes, "k--", label="best possible (exact)")
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+axes[0].plot(shots, bayes, "k--", label="best possible (exact)")
 for name, c in (("AR", AR_C), ("MDM", MDM_C)):
-    ax.plot(shots, icl_acc[name], "o-", color=c, label=name)
-ax.set(xlabel="examples in the prompt (k)", ylabel="accuracy (500 episodes)", ylim=(0, 1.02),
-       title="Neither model learned to read the examples")
-ax.legend()
+    axes[0].plot(shots, icl_acc[name], "o-", color=c, label=name)
+    curve = manifest[f"icl_{name.lower()}"]["metrics"]["curve"]       # recorded during training
+    axes[1].plot(curve["step"], [a[-1] for a in curve["accuracy"]], "o-", color=c, label=f"{name}, k = 8")
+    axes[1].plot(curve["step"], [a[0] for a in curve["accuracy"]], "o:", color=c, label=f"{name}, k = 0")
+axes[0].set(xlabel="examples in the prompt (k)", ylabel="accuracy (500 episodes)", ylim=(0, 1.02),
+            title="Accuracy against the number of examples")
+axes[1].set(xlabel="training step", ylabel="accuracy (500 episodes)", ylim=(0, 1.02),
+            title="During training: with 8 examples and with none")
+for a in axes:
+    a.legend(fontsize=10)
 plt.show()
 for name in icl_models:
     print(name, " ".join(f"k={k}: {a:.2f}" for k, a in zip(shots, icl_acc[name])))
 print("best", " ".join(f"k={k}: {a:.2f}" for k, a in zip(shots, bayes)))
+rise = {n: (a[-1] - a[0], math.hypot(*(math.sqrt(v * (1 - v) / 500) for v in (a[-1], a[0])))) for n, a in icl_acc.items()}
+print("k = 8 minus k = 0:", ", ".join(f"{n} {100 * d:+.1f} +- {100 * e:.1f} points" for n, (d, e) in rise.items()))
+icl_rises = all(d > 3 * e for d, e in rise.values())
+assert icl_rises and abs(rise["AR"][0] - rise["MDM"][0]) < 2 * math.hypot(rise["AR"][1], rise["MDM"][1])  # the text
+assert max(icl_acc["AR"][-1], icl_acc["MDM"][-1]) < 0.7 and all(abs(a - bayes[0]) < 0.05 for a in
+                                                                  (icl_acc["AR"][0], icl_acc["MDM"][0]))
 eps8 = tasks.icl_episodes(500, seed=7, shots=8)
 pred8 = {name: tasks.icl_predictions(m, eps8) for name, m in icl_models.items()}
 classes8 = [tasks.icl_class(e.prompt[-2]) for e in eps8]
@@ -852,20 +868,34 @@ def class_only_share(preds):
 print(f"k = 8: AR and MDM give the same label on {np.mean([a == b for a, b in zip(*pred8.values())]):.1%} of episodes; "
       + ", ".join(f"{n}'s answer is fixed by the query's class alone on {class_only_share(p_):.1%}"
                   for n, p_ in pred8.items()))
+seen8 = np.array([e.prompt[-2] in e.prompt[:-2:4] for e in eps8])    # is the query word itself among the examples?
+right8 = {n: np.array([x == e.answer for x, e in zip(p_, eps8)]) for n, p_ in pred8.items()}
+print(f"k = 8, query word among the examples ({seen8.mean():.0%} of episodes) / only class-mates shown: "
+      + ", ".join(f"{n} {r[seen8].mean():.0%} / {r[~seen8].mean():.0%}" for n, r in right8.items()))
+for r in right8.values():        # the text: class-mates help as much as the word itself (within two standard errors)
+    se_diff = math.sqrt(sum(v.mean() * (1 - v.mean()) / len(v) for v in (r[seen8], r[~seen8])))
+    assert abs(r[seen8].mean() - r[~seen8].mean()) < 2 * se_diff
+curves_icl = {n: manifest[f"icl_{n.lower()}"]["metrics"]["curve"] for n in icl_models}
+jump = {n: next(st for st, a in zip(c["step"], c["accuracy"]) if a[-1] > a[0] + 0.1) for n, c in curves_icl.items()}
+print("first evaluation with k = 8 at least 10 points above k = 0:", ", ".join(f"{n} step {st}" for n, st in jump.items()))
+assert jump["AR"] == 2000 and jump["MDM"] in (2000, 3000)
 
 # %% [markdown]
-# **A null result, reported as such.** Both models learned the part of the task that needs no reading:
-# at $k = 0$ they pick the most common label of the query's class over the six rules and reach the best
-# possible 37.5% (up to sampling noise). But neither improved with examples: their accuracy stays at that
-# level for every $k$, and with 8 examples each model's answer is still fixed by the query's class alone
-# (the line under the plot): both ignore the examples completely. The information is in the prompt (one example lifts the
-# ideal reader to 75%); using it needs a two-step circuit (read each example's class and label, then rule
-# out rules), and in 3,000 steps on 50,000 episodes neither architecture found it. LLaDA's claim concerns
-# 8B models trained on 2.3T tokens, where in-context learning emerges for AR and diffusion models alike;
-# at laptop scale we can build the test and its exact ceiling, not reproduce the emergence. *What would
-# reach it:* far more training on the task (tens of thousands of steps, where abrupt ICL transitions are
-# reported; Reddy 2024), or a curriculum that starts with episodes whose query word appears among the
-# examples. Exercise (e) below is that experiment.
+# **Both twins learn to read the examples, halfway.** With no example both pick the most common label of the
+# query's class over the six rules and reach the best possible 37.5% (up to sampling noise). With examples their
+# accuracy rises, by the same amount for the AR model and the MDM (the differences printed under the plot, each
+# several standard errors), and during training it rises within a thousand or two steps, not from the start
+# (right: between 1,000 and 2,000 steps for AR, by 3,000 for the MDM), as in-context abilities are reported to
+# appear (Reddy 2024).
+# The last line says what they read: they are as accurate when only class-mates of the query word are shown as
+# when the query word itself is among the examples, so they use the examples' classes, not a copy of a matching
+# word. But they stop far below the ceiling: with 8 examples the ideal reader is right every time, the twins about
+# half the time. Using every example needs a two-step circuit (read each example's class and label, then rule out
+# the rules that disagree), and 5,000 steps found only part of it. So LLaDA's claim, in-context learning in a
+# diffusion model as in an AR model of the same size, holds here in direction and in size (the MDM matches the
+# AR model), not in degree: LLaDA's 8B models train on 2.3T tokens. Trained as language models on whole episodes,
+# the same twins had not used the examples at all: what made the difference is a loss that spends every gradient
+# on the answer. Exercise (e) below trains longer.
 #
 # ## 8. Scaling at small scale
 #
@@ -973,7 +1003,7 @@ rows = [
     ("in-context learning rises with k, for MDM as for AR", "LLaDA 8B: comparable to LLaMA 3 8B",
      f"k = 0 -> 8: AR {icl_acc['AR'][0]:.2f} -> {icl_acc['AR'][-1]:.2f}, MDM {icl_acc['MDM'][0]:.2f} -> "
      f"{icl_acc['MDM'][-1]:.2f} (best {bayes[-1]:.2f})",
-     verdict(min(icl_acc["AR"][-1], icl_acc["MDM"][-1]) > icl_acc["AR"][0] + 0.2)),
+     verdict(min(icl_acc[n][-1] for n in icl_acc) > 0.9 * bayes[-1], partly=icl_rises)),
 ]
 print(f"\n{'claim':46s} | {'paper':38s} | {'this notebook':56s} | the claim here")
 for r in rows:
@@ -1017,5 +1047,6 @@ for r in rows:
 # compare its mean length with the packed model's in section 4: what does the padding change? (b) add a `[copy]` instruction and compare
 # its accuracy with `[reverse]`; (c) train `facts_mdm` with twice as many pairs in both directions and see
 # whether the chain queries change; (d) estimate the scaling factor from the *excess* loss over the exact
-# entropy instead of the loss; (e) retrain `icl_ar` / `icl_mdm` for 20,000 steps (a GPU helps, or a night
-# on a laptop) and look for an abrupt jump in accuracy at $k \geq 1$.
+# entropy instead of the loss; (e) retrain `icl_ar` / `icl_mdm` for 20,000 steps (`textlm.TEXT_RECIPES`, then
+# `tasks.train_icl_model`; a GPU helps, or a night on a laptop): does accuracy at $k = 8$ climb towards the ceiling
+# in a second jump?

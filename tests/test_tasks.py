@@ -356,3 +356,45 @@ def test_icl_predictions_of_a_real_transformer_match_one_by_one_computation(atte
                 logits = model(torch.tensor([canvas]))[0, len(ids)]
             expected.append(tasks.ICL_LABELS[int(logits[labels].argmax())])
     assert tasks.icl_predictions(model, eps) == expected
+
+
+# ------------------------------------------------------------------------------------------ training the twins
+def _tiny_icl_recipes(monkeypatch, steps=3):
+    from course_lib import textlm
+    small = dict(textlm.TEXT_RECIPES["icl_ar"]["model"], n_layer=1, d_model=32, n_head=2)
+    monkeypatch.setattr(textlm, "TEXT_RECIPES", {**textlm.TEXT_RECIPES, **{
+        n: dict(textlm.TEXT_RECIPES[n], model=small, steps=steps, warmup=1) for n in ("icl_ar", "icl_mdm")}})
+    monkeypatch.setattr(tasks, "icl_accuracy", lambda model, k, n=1000, seed=7: 0.5)     # keep the test fast
+
+
+def test_icl_answer_logits_ask_as_the_chapter_does():
+    from course_lib.nn import Transformer, TransformerConfig
+    tok = tasks.icl_tokenizer()
+    eps = tasks.icl_episodes(5, seed=3, shots=2)
+    ids = torch.tensor([tok.encode(e.prompt) for e in eps])
+    for attention in ("causal", "bidirectional"):
+        torch.manual_seed(0)
+        model = Transformer(TransformerConfig(vocab_size=len(tok.itos), seq_len=tasks.ICL_SEQ_LEN, n_layer=1,
+                                              n_head=2, d_model=16, attention=attention)).eval()
+        with torch.no_grad():
+            got = tasks.icl_answer_logits(model, ids)
+            if attention == "causal":
+                want = model(torch.cat([torch.full((5, 1), tok.eos_id), ids], 1))[:, -1]
+            else:
+                canvas = torch.full((5, tasks.ICL_SEQ_LEN), tok.mask_id)
+                canvas[:, :ids.shape[1]] = ids
+                want = model(canvas)[:, ids.shape[1]]
+        torch.testing.assert_close(got, want)
+
+
+def test_train_icl_model_trains_on_the_answer_and_records_accuracy(monkeypatch):
+    _tiny_icl_recipes(monkeypatch)
+    model, metrics, seconds = tasks.train_icl_model("icl_ar", show_progress=False)
+    assert not model.training and model.config.attention == "causal" and seconds > 0
+    assert metrics["curve"]["step"] == [3] and len(metrics["curve"]["accuracy"][0]) == tasks.ICL_MAX_SHOTS + 1
+    again, _, _ = tasks.train_icl_model("icl_ar", show_progress=False)                 # seeded: the same weights
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    mdm, _, _ = tasks.train_icl_model("icl_mdm", show_progress=False)
+    assert mdm.config.attention != "causal"
+    with pytest.raises(ValueError, match="icl_ar"):
+        tasks.train_icl_model("lm_ar")

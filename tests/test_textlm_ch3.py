@@ -210,7 +210,7 @@ def recipe_data(name):
     return recipes.text_recipe_data(name)
 
 
-@pytest.mark.parametrize("name", ["lm_llada", "facts_ar", "facts_mdm", "icl_ar"])
+@pytest.mark.parametrize("name", ["lm_llada", "facts_ar", "facts_mdm"])
 def test_recipe_data_fits_its_recipe(name):
     tc = textlm.TextLMConfig.from_dict(recipes.text_recipe(name)).transformer_config()
     d = recipe_data(name)
@@ -228,23 +228,6 @@ def test_facts_data_are_the_world_statements():
     rows = {tuple(tok.itos[i] for i in row[:row.index(tok.eos_id)]) for row in d["train"].tolist()}
     assert rows == {tuple(s) for s in w.training_statements()}
     assert len(d["train"]) == len(w.training_statements())
-
-
-def test_icl_data_are_well_formed_episodes():
-    tok = tasks.icl_tokenizer()
-    d = recipe_data("icl_ar")
-    assert not torch.equal(d["train"][:500], d["valid"][:500])             # a separate validation seed
-    for row in d["train"][:300].tolist():
-        words = [tok.itos[i] for i in row[:row.index(tok.eos_id)]]
-        prompt, answer = words[:-1], words[-1]
-        shown = {}
-        for i in range(0, len(prompt) - 2, 4):
-            c, lab = tasks.icl_class(prompt[i]), prompt[i + 2]
-            assert shown.setdefault(c, lab) == lab                        # one label per class
-        assert len(set(shown.values())) == len(shown)                      # and one class per label
-        assert answer in tasks.ICL_LABELS
-        q = tasks.icl_class(prompt[-2])
-        assert answer == shown.get(q, answer) and (q in shown or answer not in shown.values())
 
 
 def test_sft_data_grow_the_shipped_language_model():
