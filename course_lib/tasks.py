@@ -35,12 +35,15 @@ tokens are example words drawn at random, neither twin ever used the examples.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from . import language
+from . import language, textlm
+from .runtime import progress
+from .training import lr_factor, training_loop
 from .tokenizer import Tokenizer
 from . import llada
 from .masked import pad_sft_batch
@@ -228,11 +231,7 @@ def train_icl_model(name: str, show_progress: bool = True):
     fresh episodes with ``k`` examples (one ``numpy`` generator seeded with the recipe's seed), and takes the
     cross-entropy of :func:`icl_answer_logits` against the label (AdamW, warmup + cosine lr, clipping at the
     recipe's ``grad_clip``). Both twins see the same episodes. Returns ``(model, metrics, seconds)`` for
-    ``./course retrain``; the metrics hold the accuracy at every ``k`` (500 test episodes) every 1,000 steps."""
-    import time
-    from . import textlm
-    from .runtime import progress
-    from .training import lr_factor, training_loop
+    ``./course retrain``; the metrics hold the accuracy at every ``k`` (500 test episodes) every ``eval_every`` steps."""
     if name not in ("icl_ar", "icl_mdm"):
         raise ValueError(f"name must be 'icl_ar' or 'icl_mdm', got {name!r}")
     recipe = dict(textlm.TEXT_RECIPES[name], seed=0)
@@ -254,7 +253,7 @@ def train_icl_model(name: str, show_progress: bool = True):
     t0, eval_s = time.perf_counter(), 0.0
     for step, _ in training_loop(model, loss_fn, steps, opt,
                                  lambda s: lr_factor(s, cfg.steps, cfg.warmup, cfg.min_lr_ratio), cfg.grad_clip):
-        if (step + 1) % 1000 == 0 or step + 1 == cfg.steps:
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             t1 = time.perf_counter()
             model.eval()
             curve["step"].append(step + 1)
