@@ -5,7 +5,7 @@ One concept per module, in layers. Foundations: ``runtime``, ``viz``, ``checks``
 ``ddpm``, ``score``, ``sde``, ``toy2d``, ``mlp``, ``metrics``, ``digits``; chapter 2 ``d3pm``, ``masked``,
 ``textlm``; chapter 3 ``llada``, ``facts``, ``tasks``, ``scaling``; chapter 4 ``params``, ``moe_study``, ``memorise``,
 ``blockdiff``, ``decoding``, ``cap``, ``editing``, ``rl``, ``arith``, ``arith_study``,
-``entities``. Each chapter's ``demos`` and ``exercises``.
+``entities``, ``caching``, ``copy_task``, ``speed``. Each chapter's ``demos`` and ``exercises``.
 On top, ``recipes`` (how every shipped file is made) and ``gallery`` (lecture mode). The README's "How the code
 is organised" has the full table.
 """

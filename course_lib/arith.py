@@ -424,7 +424,7 @@ def load_arith_model(name: str) -> Transformer:
 
 
 # ----------------------------------------------------------------------------------------------
-# The precomputed threshold grid of the threshold explorer (Demo 4d)
+# The precomputed threshold grid of the threshold explorer (Demo 4e)
 # ----------------------------------------------------------------------------------------------
 
 GRID_TAU_MASK = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]

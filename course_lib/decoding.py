@@ -20,8 +20,16 @@ Conventions (as in :mod:`course_lib.llada`):
 - ``temperature == 0`` proposes the argmax; ``temperature > 0`` samples from softmax(logits / T) with
   the Gumbel-max trick and a seeded ``torch.Generator`` (:func:`course_lib.llada.gumbel_max`);
 - **confidence** of position i = softmax(logits_i)[v_i], the probability of the proposed token v_i under
-  the *un-tempered* distribution (LLaDA's and LLaDA 2.x's choice: temperature changes which token is
-  proposed, not how its confidence is measured);
+  the *un-tempered* distribution (LLaDA's ``generate.py`` and Fast-dLLM's choice: temperature changes which
+  token is proposed, not how its confidence is measured). LLaDA 2.x's samplers (inclusionAI/dFactory, the
+  LLaDA 2.1 ``generate``) measure it under softmax(logits / T) after top-k / top-p filtering instead; the two
+  agree at temperature 0, where every decoder of chapter 4 runs, and at T = 1 without filtering;
+- a position is committed when its confidence is **strictly** above the threshold (:func:`commit_mask`), as in
+  LLaDA 2.x's code; Fast-dLLM's ``get_transfer_index`` uses ``>=``, which differs only on exact ties;
+- **block layout**: blocks start at the first generated position, as in LLaDA's ``generate.py``. LLaDA 2.x
+  aligns blocks to absolute positions instead (the prompt's tail shares the first decoded block, and the canvas
+  is rounded up to whole blocks), so answers can differ when the prompt length is not a multiple of the block
+  length. Chapter 4's tasks have prompts of 8 and 32 tokens and blocks of 8: the two layouts coincide;
 - rows of a batch are decoded independently: each row has its own current block and stops on its own,
   and a row only pays for (is only counted in) the model calls it takes part in. At temperature 0 a row's
   result does not depend on the rest of the batch; at temperature > 0 the rows share one random stream.
@@ -157,6 +165,20 @@ def _check_ids(V: int, ids: dict, prompt: torch.Tensor) -> int:
 
 
 # =========================================================================== 3. the decoding loop
+def commit_mask(masked: torch.Tensor, conf: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The M2T rule, per row: commit the ``masked`` positions whose confidence is ``> threshold``, and in a row that
+    has a masked position but none above the threshold, the most confident one (the leftmost on a tie).
+
+    Strictly greater, as LLaDA 2.x's code (``confidence > threshold``); Fast-dLLM's ``get_transfer_index`` keeps
+    ``>=``. The two differ only on an exact tie: at ``threshold = 1.0`` a float64 confidence that saturates to
+    1.0 is not committed here (so 1.0 means one token per step), while Fast-dLLM would commit it."""
+    m2t = masked & (conf > threshold)
+    fallback = masked.any(1) & ~m2t.any(1)
+    best = torch.where(masked, conf, torch.full_like(conf, float("-inf"))).argmax(1)
+    m2t[fallback.nonzero().flatten(), best[fallback]] = True
+    return m2t
+
+
 @torch.no_grad()
 def _decode(model: LogitsFn, prompt: torch.Tensor, gen_length, block_length, tau_mask, tau_edit, mask_id, eos_id,
             max_post_steps, multi_block, temperature, generator, record, desc) -> DecodeResult:
@@ -192,7 +214,6 @@ def _decode(model: LogitsFn, prompt: torch.Tensor, gen_length, block_length, tau
     drafts = torch.full((B, G), -1, dtype=torch.long, device=dev)
     edit_log, steps = [], [] if record else None
     events = {"m2t": 0, "t2t": 0, "post_steps": 0, "model_calls": 0}
-    neg_inf = torch.tensor(float("-inf"), dtype=torch.float64, device=dev)
     bar = progress(total=B * num_blocks, desc=desc, unit="block", delay=2.0)
 
     while not bool(done.all()):
@@ -219,10 +240,7 @@ def _decode(model: LogitsFn, prompt: torch.Tensor, gen_length, block_length, tau
         events["post_steps"] += int(is_post.sum())
 
         # M2T (LLaDA 2.1 eq. 1; Fast-dLLM): masked positions of the block with p(v_i) > tau_mask, at least one
-        m2t = masked & (conf > tau_mask)
-        fallback = had_mask & ~m2t.any(1)
-        best = torch.where(masked, conf, neg_inf).argmax(1)      # first (leftmost) maximum on ties
-        m2t[fallback.nonzero().flatten(), best[fallback]] = True
+        m2t = commit_mask(masked, conf, tau_mask)
         # T2T (LLaDA 2.1 eq. 2): committed generated positions whose confident proposal differs
         if tau_edit is not None:
             scope = (g < lo + block_length) if multi_block else in_block
@@ -310,7 +328,8 @@ def threshold_decode(model: LogitsFn, prompt: torch.Tensor, gen_length: int, blo
     3. a block is finished when it holds no [MASK]; a row stops after the block holding its first [EOS].
 
     ``threshold = 1.0`` commits exactly one token per step (LLaDA's low-confidence remasking, one token per
-    forward pass); ``threshold = 0.0`` commits a whole block per step. Committed tokens never change.
+    forward pass: no confidence is strictly above 1, while Fast-dLLM's ``>=`` would also commit confidences that
+    saturate to 1.0); ``threshold = 0.0`` commits a whole block per step. Committed tokens never change.
     Returns a :class:`DecodeResult`; its ``tpf`` is sum(tokens) / sum(forwards)."""
     return _decode(model, prompt, gen_length, block_length, threshold, None, mask_id, eos_id, 0, False,
                    temperature, generator, record, "threshold decoding")

@@ -287,14 +287,21 @@ DEMOS: list[GalleryDemo] = [
         "all of itself and nothing clean, MDLM. In between: bidirectional inside a block, causal across blocks.",
         ch4.block_mask_inputs, ch4.block_mask_demo),
     GalleryDemo(
-        4, "4c", "editing", "Editing playback: draft fast, fix later",
+        4, "4c", "race", "The race: AR with a KV cache against parallel diffusion decoding",
+        "One copying prompt decoded at batch 1 by the autoregressive model with its KV cache (purple, one token per "
+        "model call) and by the fastest diffusion decoder of the chapter's benchmark (teal), played back on the "
+        "wall-clock times measured by <code>./course bench decoding</code>. Drag the time: the AR model writes "
+        "token after token, the diffusion decoder whole blocks at once, each call costing a little more.",
+        ch4.race_inputs, ch4.race_demo),
+    GalleryDemo(
+        4, "4d", "editing", "Editing playback: draft fast, fix later",
         "One held-out sum decoded by the editing model, step by step: green rings are masks turned into "
         "tokens (M2T), orange rings are tokens edited into others (T2T), with the replaced token struck "
         "through; red marks a wrong digit. Step through S-Mode and watch a drafted error get repaired, then "
         "switch to Q-Mode (slower, careful) and to S-Mode with T2T off, where the same error stays.",
         ch4.editing_playback_inputs, ch4.editing_playback_demo, ("add_edit",)),
     GalleryDemo(
-        4, "4d", "threshold", "Threshold explorer: speed against accuracy",
+        4, "4e", "threshold", "Threshold explorer: speed against accuracy",
         "Every (&tau;<sub>mask</sub>, &tau;<sub>edit</sub>) setting of the editing decoder on 1,000 held-out "
         "sums, as tokens per forward pass against exact-sum accuracy; the stars are this chapter's S-Mode and "
         "Q-Mode. Drag &tau;<sub>mask</sub> down to draft more tokens per step, then drag &tau;<sub>edit</sub> "

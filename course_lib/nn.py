@@ -14,7 +14,7 @@ Style model: karpathy/nanoGPT ``model.py`` -- one readable file, a config datacl
 initialisation, no framework magic. Read it top to bottom:
 
     TransformerConfig -> attention_mask -> RMSNorm -> RoPE -> SelfAttention -> SwiGLU
-    -> Block -> TimeEmbedding -> Transformer
+    -> Block -> TimeEmbedding -> KVCache -> Transformer (forward; forward_cached for chapter 4's fast decoding)
 """
 from __future__ import annotations
 
@@ -230,15 +230,24 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)   # residual projection
         self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """``past=None``: the output (B, L, D). With ``past = (k, v)``, the cached keys and values (B, H, m, hd) of
+        m earlier positions (already rotated), the L new queries attend to those m keys and to the L new ones
+        (``mask`` is then (B or 1, 1, L, m + L)), and the result is ``(output, (k_new, v_new))``: the new
+        positions' keys and values, for the caller to keep or drop (:class:`KVCache`)."""
         B, L, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=-1)
         q, k, v = (z.view(B, L, self.n_head, self.head_dim).transpose(1, 2) for z in (q, k, v))  # (B, H, L, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        # softmax(q k^T / sqrt(hd) + log mask) v; mask (B or 1, 1, L, L) broadcasts over heads, None = all True
+        new = (k, v)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)   # keys: [cached ; new]
+        # softmax(q k^T / sqrt(hd) + log mask) v; mask (B or 1, 1, L, keys) broadcasts over heads, None = all True
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(B, L, D))
+        y = self.proj(y.transpose(1, 2).reshape(B, L, D))
+        return y if past is None else (y, new)
 
 
 class SwiGLU(nn.Module):
@@ -271,9 +280,15 @@ class Block(nn.Module):
             self.ffn = SwiGLU(config)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, cos, sin, mask):
-        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, mask))
-        return x + self.drop(self.ffn(self.ffn_norm(x)))
+    def forward(self, x, cos, sin, mask, past=None):
+        """``past=None``: the block's output. With cached keys and values ``past`` (see
+        :meth:`SelfAttention.forward`): ``(output, (k_new, v_new))``."""
+        if past is None:
+            x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, mask))
+            return x + self.drop(self.ffn(self.ffn_norm(x)))
+        a, new = self.attn(self.attn_norm(x), cos, sin, mask, past)
+        x = x + self.drop(a)
+        return x + self.drop(self.ffn(self.ffn_norm(x))), new
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -302,6 +317,40 @@ class TimeEmbedding(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.mlp(timestep_embedding(t, self.d_model))
+
+
+# ----------------------------------------------------------------------------------------------
+# Key-value cache (chapter 4, fast decoding)
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class KVCache:
+    """The keys and values of m positions, one pair per block, each (B, n_head, m, head_dim) with RoPE applied.
+
+    A query's attention output depends on the other positions only through their keys and values, so once
+    those are computed they can be kept and reused: the KV cache of every autoregressive LLM, and the caches
+    of diffusion decoders (:mod:`course_lib.caching`). The order of the cached positions does not matter
+    (attention is a weighted sum over keys), only the attention mask that says who sees whom."""
+    k: list
+    v: list
+
+    @property
+    def length(self) -> int:
+        """m, the number of cached positions."""
+        return self.k[0].shape[2]
+
+    def cat(self, other: "KVCache") -> "KVCache":
+        """This cache's positions followed by ``other``'s."""
+        return KVCache([torch.cat([a, b], 2) for a, b in zip(self.k, other.k)],
+                       [torch.cat([a, b], 2) for a, b in zip(self.v, other.v)])
+
+    def positions(self, start: int, stop: int) -> "KVCache":
+        """The cached positions ``start:stop`` (in the cache's own order)."""
+        return KVCache([a[:, :, start:stop] for a in self.k], [a[:, :, start:stop] for a in self.v])
+
+    def rows(self, index: torch.Tensor) -> "KVCache":
+        """Only the batch rows ``index`` (a long tensor): drop the sequences that finished."""
+        return KVCache([a[index] for a in self.k], [a[index] for a in self.v])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -458,6 +507,51 @@ class Transformer(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin, attn_mask)
         return self.lm_head(self.norm(x))
+
+    @torch.no_grad()
+    def forward_cached(self, idx: torch.Tensor, positions: torch.Tensor, past: KVCache | None = None,
+                       mask: torch.Tensor | None = None) -> tuple[torch.Tensor, KVCache]:
+        """Logits (B, n, vocab_size) of n new positions that attend to cached ones, and the new positions' cache.
+
+        - ``idx`` (B, n): the new tokens; ``positions`` (n,): their RoPE positions (where they sit on the canvas);
+        - ``past``: the keys and values of m earlier positions (a :class:`KVCache` with B rows), or None (m = 0);
+        - ``mask``: optional bool (B or 1, n, m + n), True = may attend, over the keys ``[cached ; new]``;
+          None lets every new position see every key.
+
+        Returns ``(logits, new)`` where ``new`` is a :class:`KVCache` of the n new positions: append it to
+        ``past`` to extend the cache. With a mask that shows each query exactly the keys it would see in
+        :meth:`forward`, the logits equal :meth:`forward`'s at those positions (up to float rounding): the cache
+        changes the cost, not the result -- if the cached keys are still what the full pass would compute."""
+        c = self.config
+        if c.time_conditioning:
+            raise ValueError("forward_cached does not take a noise level: use a model with time_conditioning=False")
+        self._check_inputs(idx, None, None)
+        B, n = idx.shape
+        if not isinstance(positions, torch.Tensor) or positions.dtype != torch.long or positions.shape != (n,):
+            raise ValueError(f"positions must be a torch.long tensor of shape ({n},), got "
+                             f"{getattr(positions, 'dtype', type(positions))} {tuple(getattr(positions, 'shape', ()))}")
+        if positions.min() < 0 or positions.max() >= c.seq_len:
+            raise ValueError(f"positions must lie in [0, {c.seq_len})")
+        m = 0 if past is None else past.length
+        if past is not None and (len(past.k) != c.n_layer or past.k[0].shape[0] != B):
+            raise ValueError(f"past must hold {c.n_layer} layers of {B} rows, got {len(past.k)} layers of "
+                             f"{past.k[0].shape[0]} rows")
+        if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.ndim != 3
+                                 or mask.shape[0] not in (1, B) or mask.shape[1:] != (n, m + n)):
+            raise ValueError(f"mask must be a bool tensor of shape (B or 1, n, m + n) = ({B} or 1, {n}, {m + n}), "
+                             f"got {getattr(mask, 'dtype', type(mask))} {tuple(getattr(mask, 'shape', ()))}")
+        cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        attn_mask = None if mask is None else mask.view(-1, 1, n, m + n)
+        x = self.tok_emb(idx)
+        hd = c.d_model // c.n_head
+        empty = x.new_zeros(B, c.n_head, 0, hd)
+        ks, vs = [], []
+        for i, block in enumerate(self.blocks):
+            kv = (empty, empty) if past is None else (past.k[i], past.v[i])
+            x, (k, v) = block(x, cos, sin, attn_mask, kv)
+            ks.append(k)
+            vs.append(v)
+        return self.lm_head(self.norm(x)), KVCache(ks, vs)
 
 
 def grow_vocabulary(model: Transformer, vocab_size: int, seed: int = 0) -> Transformer:

@@ -167,8 +167,9 @@ def from_transformer_config(config) -> ModelShape:
 
 
 # Published LLaDA 2.0 configurations (arXiv 2512.15745; inclusionAI/dFactory model configs, config.json).
-# QK-norm: `use_qk_norm=true` is only reported by a third-party reading of the HF configs [secondary];
-# we assume it is there (it adds 2 * 128 weights per layer: 5,120 for mini, 8,192 for flash, far below 0.1%).
+# QK-norm: the official modelling code (inclusionAI/dFactory, models/llada2_moe/modeling_llada2_moe.py,
+# LLaDA2MoeAttention.__init__) creates `query_layernorm` and `key_layernorm` (RMSNorm of size head_dim) in every
+# layer unconditionally, so they are counted (2 * 128 weights per layer: 5,120 for mini, 8,192 for flash).
 LLADA2_MINI = ModelShape(name="LLaDA2.0-mini", n_layers=20, hidden=2048, n_heads=16, n_kv_heads=4, head_dim=128,
                          vocab_size=157_184, dense_ffn=5120, n_dense_layers=1, n_experts=256, top_k=8,
                          n_shared_experts=1, expert_ffn=512, tied_embeddings=False, router="sigmoid", qk_norm=True)

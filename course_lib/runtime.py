@@ -92,6 +92,18 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device(choice)
 
 
+def machine() -> dict:
+    """The machine a timing was measured on: CPU model, cores, architecture, Python, torch threads and the load."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "load_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+
+
 def below(value: float, bound: float) -> str:
     """Check that a round-off residual is below ``bound`` (``AssertionError`` if not, NaN included) and return
     the text ``"< 1e-12"`` to print. Round-off differs between CPUs in its digits, so the chapters print the

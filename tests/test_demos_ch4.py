@@ -1,11 +1,12 @@
-"""Chapter-4 demos (4a router explorer, 4b block-mask explorer, 4c editing playback, 4d threshold explorer):
+"""Chapter-4 demos (4a router explorer, 4b block-mask explorer, 4c race, 4d editing playback, 4e threshold explorer):
 every control re-renders (image and caption), 20 slider moves each render (latency: ./course bench demos), the static
 form is a figure, the figure shows what the data says, and bad input raises ValueError.
 
 Built with synthetic data of the chapter's sizes (no model, no checkpoint): a 12-token sentence routed by 3 MoE
 layers to the top 2 of 8 experts; the block-diffusion masks of L = 16 for block sizes 1, 2, 4, 8, 16 (built
 here independently of the library); three decodes ("S-Mode", "Q-Mode", "T2T off") of an 8-token prompt and 8
-generated tokens over 3 to 6 steps, with T2T edits; an 11 x 11 grid of (tau_mask, tau_edit).
+generated tokens over 3 to 6 steps, with T2T edits; an 11 x 11 grid of (tau_mask, tau_edit); a race of a 20-token
+answer, one token per call against four blocks of five.
 """
 import re
 
@@ -96,8 +97,18 @@ def threshold_data(n=11):
     return tm, te, tpf, acc, refs
 
 
+def race_data(n=20):
+    ref = [f"s{i % 7}" for i in range(n - 1)] + ["[EOS]"]
+    ar = {"tokens": list(ref), "commit_call": list(range(1, n + 1)), "call_ms": [1.0 + 0.9 * i for i in range(n)]}
+    wrong = list(ref)
+    wrong[3] = "s6"
+    dif = {"tokens": wrong, "commit_call": [1 + i // 5 for i in range(n)], "call_ms": [1.5, 2.9, 4.4, 5.8]}
+    return "s0 s1 s2 |", ref, {"AR + KV cache": ar, "MDM, dual cache": dif}
+
+
 def make_demos():
     return {"router": (demos.router_demo(*router_data()), {"layer": 1, "token": 5}),
+            "race": (demos.race_demo(*race_data()), {"time": 20}),
             "block_mask": (demos.block_mask_demo(*block_data()), {"block": 2}),
             "editing": (demos.editing_playback_demo(editing_data(), ITOS, P, MASK), {"mode": "S-Mode", "step": 3}),
             "threshold": (demos.threshold_demo(*threshold_data()), {"tau_mask": 4, "tau_edit": 6})}
@@ -123,7 +134,7 @@ def test_slider_moves_render_and_static_form_is_a_figure(name):
 def test_demo_classes_and_docstrings():
     assert_demo_classes(DEMOS)
     for fn, tag, sec in ((demos.router_demo, "4a", 1), (demos.block_mask_demo, "4b", 2),
-                         (demos.editing_playback_demo, "4c", 5), (demos.threshold_demo, "4d", 5)):
+                         (demos.race_demo, "4c", 3), (demos.editing_playback_demo, "4d", 5), (demos.threshold_demo, "4e", 5)):
         assert_demo_in_its_section(4, sec, tag, fn)
 
 
@@ -361,3 +372,38 @@ def test_set_rejects_unknown_controls_and_out_of_range_values():
     with pytest.raises(ValueError, match="no control"):
         DEMOS["threshold"][0].set(threshold=1)
     assert re.search(r"block_mask", repr(DEMOS["block_mask"][0]))
+
+
+# ------------------------------------------------------------------ the race (4c)
+def test_race_shows_what_each_decoder_wrote_by_then():
+    demo, _ = DEMOS["race"]
+    ar_texts = demo.animated[:20]
+    n_frames = demo.controls["time"].max
+    demo.set(time=0)
+    assert all(t.get_text() == "_" for t in ar_texts)                 # nothing finished at t = 0
+    demo.set(time=n_frames)
+    assert [t.get_text() for t in ar_texts] == race_data()[1]           # all written at the end
+    dif_texts = demo.animated[20:40]
+    assert dif_texts[3].get_color() == base.WRONG                         # the wrong token is marked
+    # at 3 ms AR has finished 3 calls (1.0, 1.9, 2.8 ms) and the diffusion decoder 1 call (5 tokens)
+    frame = int(np.argmin(np.abs(np.linspace(0, 18.1, n_frames + 1) - 3.0)))
+    demo.set(time=frame)
+    assert "3 of 20 tokens after 3 model calls" in demo.caption.value
+    assert "10 of 20 tokens after 2 model calls" in demo.caption.value
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(lanes={}), "exactly two"),
+    (dict(lanes={"a": {"tokens": ["x"], "commit_call": [2], "call_ms": [1.0]}, "b": {"tokens": ["x"], "commit_call": [1],
+                                                                                    "call_ms": [1.0]}}), "commit_call"),
+    (dict(lanes={"a": {"tokens": ["x"], "commit_call": [1], "call_ms": [2.0]}, "b": {"tokens": ["x", "y"],
+                                                                                    "commit_call": [1, 2],
+                                                                                    "call_ms": [2.0, 1.0]}}),
+     "increasing"),
+    (dict(frames=1), "frames"),
+])
+def test_race_rejects_bad_input(bad, match):
+    prompt, ref, lanes = race_data()
+    args = dict(prompt=prompt, reference=ref, lanes=lanes) | bad
+    with pytest.raises(ValueError, match=match):
+        demos.race_demo(**args)

@@ -157,7 +157,7 @@ def test_recomputed_masking_inputs_match():
     np.testing.assert_allclose(fresh["top_probs"], stored["top_probs"], atol=1e-6)
 
 
-CHAPTER4 = ["4a", "4b", "4c", "4d"]
+CHAPTER4 = ["4a", "4b", "4c", "4d", "4e"]
 
 
 @pytest.mark.parametrize("key", CHAPTER4)
@@ -197,11 +197,11 @@ def test_block_mask_inputs_follow_the_four_cases():
 
 
 def test_threshold_inputs_are_the_stored_grid():
-    """4d: the grid is data/arith/editing_grid.json as stored, and the S/Q stars are its entries at the
+    """4e: the grid is data/arith/editing_grid.json as stored, and the S/Q stars are its entries at the
     chapter's MODES (S = (0.5, 0.0), Q = (0.95, 0.9))."""
     from course_lib import arith
     grid = json.loads(arith.GRID_PATH.read_text())
-    x = gallery.entry("4d").inputs()
+    x = gallery.entry("4e").inputs()
     assert x["tau_mask_values"] == grid["tau_mask"] and x["tau_edit_values"] == grid["tau_edit"]
     assert np.array_equal(x["tpf"], np.array(grid["tpf"])) and np.array_equal(x["accuracy"], np.array(grid["accuracy"]))
     for name, (tm, te) in {"S-Mode": (0.5, 0.0), "Q-Mode": (0.95, 0.9)}.items():
@@ -222,10 +222,10 @@ def test_recomputed_router_inputs_match():
 
 
 def test_editing_playback_inputs_show_a_repair():
-    """4c: the three runs decode the chapter's held-out prompt ``row``; S-Mode ends on the right answer after
+    """4d: the three runs decode the chapter's held-out prompt ``row``; S-Mode ends on the right answer after
     at least one T2T edit that turns a wrong token into the right one; T2T off never edits."""
     from course_lib import arith
-    x = gallery.entry("4c").inputs()
+    x = gallery.entry("4d").inputs()
     assert list(x["frames"]) == ["S-Mode", "Q-Mode", "S-Mode, T2T off"]
     P, row = x["prompt_length"], x["row"]
     pair = arith.problems("test")[:1000][row]

@@ -4,6 +4,7 @@ Usage (normally through ``./course bench``):
 
     python tools/bench.py [chapters] [demos] [browser]      (default: all three)
     python tools/bench.py chapters 01 03                     (only some chapters)
+    python tools/bench.py decoding                           (chapter 4's speed benchmark)
 
 - **chapters**: each chapter executed top to bottom in a fresh kernel, as ``./course run NN`` does (but nothing is
   written): the wall time, and the slowest cells. Budget: 90 s per chapter on a 2-core CPU.
@@ -13,14 +14,16 @@ Usage (normally through ``./course bench``):
   start command to every demo rendered, and key press to updated image, 12 presses per demo. Budgets: ready
   <= 15 s, median <= 150 ms, worst <= 500 ms.
 
+- **decoding** (only when named: it trains three small models the first time, then takes several minutes):
+  chapter 4's speed benchmark, AR with a KV cache against every diffusion decoder, in tokens per second at batch 1
+  and at a large batch, with accuracy; writes ``data/bench/decoding.json`` (shipped: the chapter shows it).
+
 Prints a table per part (with the budget and whether it is met) and writes ``build/bench/bench.json`` with the
 machine it ran on. Run it on an idle machine: other jobs inflate every number.
 """
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,16 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "bench" / "bench.json"
 CHAPTER_BUDGET_S, CALLBACK_BUDGET_MS = 90.0, 50.0
 READY_BUDGET_S, PRESS_MEDIAN_BUDGET_MS, PRESS_WORST_BUDGET_MS = 15.0, 150.0, 500.0
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
 def ok(met: bool) -> str:
@@ -119,15 +112,37 @@ def bench_browser() -> dict:
     return out
 
 
+def bench_decoding() -> dict:
+    """Chapter 4's speed benchmark (course_lib.speed): writes data/bench/decoding.json, which the chapter shows."""
+    from course_lib import speed
+
+    res = speed.run(parts=[a.split("=", 1)[1] for a in sys.argv if a.startswith("--part=")] or speed.PARTS)
+    speed.check_results(res)
+    for task in res["tasks"]:
+        for batch in (1, res["protocol"]["large_batch"]):
+            print(f"\n{task}, batch {batch}\n| decoder | tokens/s | x AR+KV | forwards/token | positions/token | "
+                  f"accuracy % |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+            for r in speed.table_rows(res, task, batch):
+                print(f"| {r['label']} | {r['tokens_per_second']:.0f} | {r['speedup']:.2f} | {r['forwards_per_token']:.3f} "
+                      f"| {r['positions_per_token']:.1f} | {100 * r['accuracy']:.1f} |")
+    print(f"\nwritten: {speed.RESULTS.relative_to(ROOT)}")
+    return {"written": str(speed.RESULTS.relative_to(ROOT))}
+
+
+PARTS = ("chapters", "demos", "browser", "decoding")
+
+
 def main(argv: list[str]) -> int:
-    parts = [a for a in argv if a in ("chapters", "demos", "browser")] or ["chapters", "demos", "browser"]
-    chapters = [a for a in argv if a not in ("chapters", "demos", "browser")]
+    parts = [a for a in argv if a in PARTS] or ["chapters", "demos", "browser"]
+    chapters = [a for a in argv if a not in PARTS]
+    from course_lib.runtime import machine
+
     report = {"machine": machine(), "date": datetime.now().isoformat(timespec="seconds")}
     print(f"machine: {report['machine']}")
     for part in parts:
         print(f"\n## {part}")
         report[part] = {"chapters": lambda: bench_chapters(chapters), "demos": bench_demos,
-                        "browser": bench_browser}[part]()
+                        "browser": bench_browser, "decoding": bench_decoding}[part]()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(OUT.read_text()) if OUT.exists() else {}
     OUT.write_text(json.dumps({**old, **report}, indent=2) + "\n")

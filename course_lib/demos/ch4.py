@@ -382,7 +382,7 @@ def _check_frames(name: str, frames, V: int, P: int, mask_id: int, N: int | None
 
 def editing_playback_demo(frames, itos: Sequence[str], prompt_length: int, mask_id: int,
                           title: str | None = None, row: int | None = None) -> Demo:
-    """(Demo 4c) Editing playback: a LLaDA 2.1 decode step by step, M2T commits and T2T edits.
+    """(Demo 4d) Editing playback: a LLaDA 2.1 decode step by step, M2T commits and T2T edits.
 
     LLaDA 2.1 (arXiv 2602.08676, section 2, eq. 1-3) updates, at each step, the masked positions whose top
     candidate is confident enough (Mask-to-Token, M2T: p > tau_mask) *and* the committed tokens whose
@@ -612,7 +612,7 @@ def editing_playback_demo(frames, itos: Sequence[str], prompt_length: int, mask_
 
 
 def threshold_demo(tau_mask_values, tau_edit_values, tpf, accuracy, references: dict | None = None) -> Demo:
-    """(Demo 4d) Threshold explorer: speed against accuracy over a grid of (tau_mask, tau_edit).
+    """(Demo 4e) Threshold explorer: speed against accuracy over a grid of (tau_mask, tau_edit).
 
     LLaDA 2.1's decoder (arXiv 2602.08676, section 2, eq. 1-3) has two thresholds: tau_mask, how confident a
     masked position must be to be committed (M2T), and tau_edit, how confident a different token must
@@ -728,6 +728,84 @@ def threshold_demo(tau_mask_values, tau_edit_values, tpf, accuracy, references: 
                        [along_edit, along_mask, marker, head])
 
 
+def race_demo(prompt: str, reference: Sequence[str], lanes: dict, frames: int = 60) -> Demo:
+    """(Demo 4c) The race: one prompt decoded at batch 1 by two decoders, played back on one wall-clock axis.
+
+    ``prompt``: the prompt as text; ``reference``: the right answer's tokens (strings, [EOS] included);
+    ``lanes``: decoder label -> dict with ``tokens`` (the answer's tokens as strings, up to its [EOS]),
+    ``commit_call`` (the model call, 1-based, that wrote each token) and ``call_ms`` (wall-clock milliseconds
+    from the start to the end of each call, increasing), as measured by ``./course bench decoding``. The slider
+    moves through time (``frames`` steps up to the slower decoder's finish); a token appears when the call that
+    wrote it has finished; ticks under each lane mark the model calls. Control: ``"time"``."""
+    reference = check_words(reference, None, "reference")
+    if not isinstance(lanes, dict) or len(lanes) != 2:
+        raise ValueError("lanes must be a dict of exactly two decoders: label -> trace")
+    traces = {}
+    for label, tr in lanes.items():
+        toks = check_words(tr.get("tokens", []), None, f"lanes[{label!r}]['tokens']")
+        calls, ms = np.asarray(tr.get("commit_call", []), dtype=np.int64), np.asarray(tr.get("call_ms", []), dtype=float)
+        if len(calls) != len(toks) or not len(ms) or (np.diff(ms) < 0).any() or not np.isfinite(ms).all() \
+                or calls.min(initial=1) < 1 or calls.max(initial=1) > len(ms):
+            raise ValueError(f"lanes[{label!r}]: commit_call must give, for each token, a call in 1..{len(ms)}, and "
+                             "call_ms one increasing time per call")
+        traces[label] = (toks, ms[calls - 1], ms)
+    if not is_int(frames) or frames < 2:
+        raise ValueError(f"frames must be an integer >= 2, got {frames!r}")
+    times = np.linspace(0.0, t_end := max(ms[-1] for _, _, ms in traces.values()), frames + 1)
+    n_slots = max(len(reference), *(len(t) for t, _, _ in traces.values()))
+    colors = [viz.COLORS["ar"], viz.COLORS["diffusion"]]
+
+    sc, per_line = font_scale(), 16
+    n_lines = int(np.ceil(n_slots / per_line))
+    fig = _figure((11.0 * sc, (2.4 + 1.25 * n_lines * 2) * sc))
+    ax, tl = fig.subplots(2, 1, gridspec_kw={"height_ratios": [2.5 * n_lines + 1, 1.6]})
+    ax.set_axis_off()
+    for k, (_, _, ms) in enumerate(traces.values()):           # the timeline: a tick per model call
+        tl.vlines(ms, 1 - k - 0.35, 1 - k + 0.35, color=colors[k], lw=1.2 * sc)
+    tl.set(xlim=(0, t_end * 1.02), ylim=(-0.7, 1.7), yticks=[1, 0])
+    tl.set_xlabel("wall-clock time (ms); each tick is one model call", fontsize=10 * sc)
+    tl.set_yticklabels([label.split(",")[0].split(" ")[0] for label in traces], fontsize=10 * sc)
+    tl.tick_params(axis="x", labelsize=10 * sc)
+    tl.grid(False)
+    now_line = tl.axvline(0.0, color=INK, lw=2 * sc)
+    rows_per_lane = n_lines + 0.9
+    ax.set(xlim=(-0.6, per_line), ylim=(-(2 * rows_per_lane) + 0.2, 1.1))
+    ax.text(-0.5, 0.75, "prompt: " + prompt, fontsize=10.5 * sc, color=viz.COLORS["prompt"], va="center")
+    texts, clocks = [], []
+    for k, label in enumerate(traces):
+        top = -k * rows_per_lane
+        ax.text(-0.5, top, label, fontsize=11 * sc, color=colors[k], weight="bold", va="center")
+        clocks.append(ax.text(per_line - 0.4, top, " ", fontsize=10.5 * sc, color=colors[k], ha="right", va="center"))
+        texts.append([ax.text(i % per_line, top - 0.85 - i // per_line, "", fontsize=12 * sc, va="center",
+                              family="monospace") for i in range(n_slots)])
+    fig.tight_layout()
+    controls = {"time": _index_slider("time", frames + 1, frames)}
+    animated = [t for lane in texts for t in lane] + clocks + [now_line]
+
+    def update(time: int) -> str:
+        now = times[time]
+        parts = []
+        for k, (label, (toks, done_ms, ms)) in enumerate(traces.items()):
+            shown = 0
+            for i, t in enumerate(texts[k]):
+                done = i < len(toks) and done_ms[i] <= now + 1e-9
+                right = i < len(reference) and i < len(toks) and toks[i] == reference[i]
+                t.set_text(toks[i] if done else ("_" if i < len(toks) else ""))
+                t.set_color((colors[k] if right else WRONG) if done else viz.COLORS["mask"])
+                shown += done
+            calls = int(np.searchsorted(ms, now + 1e-9, side="right"))
+            finished = now + 1e-9 >= ms[-1]
+            clocks[k].set_text(f"{calls} calls, {shown}/{len(toks)} tokens" + ("  done" if finished else ""))
+            parts.append(f"<b>{esc(label)}</b>: {shown} of {len(toks)} tokens after {calls} model calls"
+                         + (f" (finished at {ms[-1]:.1f} ms)" if finished else ""))
+        now_line.set_xdata([now, now])
+        controls["time"].description = f"t = {now:.1f} ms"
+        return f"At {now:.1f} ms of wall-clock time: " + "; ".join(parts) + "."
+
+    return StrictDemo("race", "The race: AR with a KV cache against parallel diffusion decoding", controls, fig,
+                      update, animated)
+
+
 # ------------------------------------------------------------------ inputs (from the shipped checkpoints)
 
 
@@ -760,7 +838,7 @@ def block_mask_inputs() -> dict:
 
 
 def editing_playback_inputs() -> dict:
-    """Demo 4c: the step-by-step decode of one held-out addition prompt by ``add_edit`` in S-Mode, Q-Mode and
+    """Demo 4d: the step-by-step decode of one held-out addition prompt by ``add_edit`` in S-Mode, Q-Mode and
     S-Mode with T2T off: the first prompt whose S-Mode draft held an error that T2T repaired."""
     from course_lib import arith, decoding
     editor = arith.load_arith_model("add_edit")
@@ -787,7 +865,7 @@ def editing_playback_inputs() -> dict:
 
 
 def threshold_inputs() -> dict:
-    """Demo 4d: the stored grid of accuracy and tokens per forward over (tau_mask, tau_edit) for ``add_edit``
+    """Demo 4e: the stored grid of accuracy and tokens per forward over (tau_mask, tau_edit) for ``add_edit``
     (``python -m course_lib.arith grid``), with the S-Mode and Q-Mode points marked."""
     from course_lib import arith, decoding
     if not arith.GRID_PATH.exists():
@@ -802,3 +880,19 @@ def threshold_inputs() -> dict:
         refs[f"{name} (ours)"] = [grid["tpf"][i][j], grid["accuracy"][i][j]]
     return {"tau_mask_values": grid["tau_mask"], "tau_edit_values": grid["tau_edit"], "tpf": np.array(grid["tpf"]),
             "accuracy": np.array(grid["accuracy"]), "references": refs}
+
+
+def race_inputs() -> dict:
+    """Demo 4c: the stored race of ``./course bench decoding`` (``data/bench/decoding.json``): one copying prompt
+    decoded at batch 1 by AR with its KV cache and by the diffusion decoder with the most tokens per second at
+    batch 1, with the wall-clock time of every model call."""
+    from course_lib import copy_task, speed
+    res = speed.load_results()
+    rows = speed.table_rows(res, "copy", 1)
+    best = max((r for r in rows if r["family"] != "AR"), key=lambda r: r["tokens_per_second"])
+    race, (_, answers) = res["race"], copy_task.problems(1, 0)
+    n = int((answers[0] == copy_task.EOS_ID).long().argmax()) + 1          # the answer up to its [EOS]
+    lanes = {label: dict(race["decoders"][key], tokens=copy_task.to_text(race["decoders"][key]["tokens"]).split())
+             for label, key in (("AR + KV cache", "ar_kv"), (best["label"], best["decoder"]))}
+    return {"prompt": race["prompt"], "reference": copy_task.to_text(answers[0, :n]).split(),
+            "lanes": {k: {f: v[f] for f in ("tokens", "commit_call", "call_ms")} for k, v in lanes.items()}}
