@@ -43,6 +43,8 @@ LARGE_BATCH = 250
 N_EVAL = 1000
 THRESHOLD = 0.9
 THREADS = 2
+# the cache-error measurement: (prompts, threshold) per task; copying one token per step, where the caches are used
+CACHE_ERROR = {"copy": (100, 1.0), "text": (64, THRESHOLD)}
 PAD, MASK, EOS = 0, 1, 2                   # the same ids in the course tokenizer and the copying task
 
 
@@ -284,8 +286,32 @@ def call_cost(positions=(1, 8, 32, 64, 128, 256, 512, 1024), runs: int = RUNS) -
     return out
 
 
+def cache_scaling(canvases=(64, 256, 512), block_length: int = 8, runs: int = 3) -> dict:
+    """Tokens per second at batch 1 of one-token-per-step decoding without a cache and with each Fast-dLLM cache, on
+    canvases of ``L`` positions (a prompt of L/2, an answer of L/2), with a bidirectional course Transformer of the
+    benchmark's size and random weights. The weights do not change the work: [EOS] is never proposed, so every
+    decode writes the whole answer, one token per call. Median of ``runs``. ``{L: {"none" | "prefix" | "dual":
+    tokens/s}}``: how the caches' gain at batch 1 grows with the canvas."""
+    from .nn import Transformer, TransformerConfig
+    torch.manual_seed(0)
+    V = copy_task.VOCAB_SIZE
+    model = Transformer(TransformerConfig(vocab_size=V, seq_len=max(canvases), n_layer=4, n_head=4, d_model=128)).eval()
+    out = {}
+    for L in canvases:
+        prompt = torch.randint(4, V, (1, L // 2), generator=torch.Generator().manual_seed(L))
+        out[str(L)] = {}
+        for cache in (None, "prefix", "dual"):
+            def decode():
+                return caching.diffusion_decode(model, prompt, L // 2, block_length, 1.0, MASK, EOS, cache,
+                                                banned=(PAD, EOS))
+            decode()
+            secs = [_timed(decode)[1] for _ in range(runs)]
+            out[str(L)][cache or "none"] = (L // 2) / statistics.median(secs)
+    return out
+
+
 # ------------------------------------------------------------------------------------------- the whole run
-PARTS = ("table", "cache_error", "race", "call_cost")
+PARTS = ("table", "cache_error", "race", "call_cost", "cache_scaling")
 
 
 def run(tasks=("copy", "text"), path: Path = RESULTS, parts=PARTS, show_progress: bool = True, **kwargs) -> dict:
@@ -294,7 +320,7 @@ def run(tasks=("copy", "text"), path: Path = RESULTS, parts=PARTS, show_progress
     written. Parts: ``table`` (every decoder, both batch sizes), ``cache_error`` (the Fast-dLLM caches against full
     passes; copying at one token per step, where the caches are used at every step after a block's first, and free
     text at the benchmark's threshold), ``race`` (the race demo's trace), ``call_cost`` (milliseconds per call
-    against positions)."""
+    against positions), ``cache_scaling`` (the caches at batch 1 on longer canvases)."""
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
@@ -307,7 +333,8 @@ def run(tasks=("copy", "text"), path: Path = RESULTS, parts=PARTS, show_progress
                                "large_batch": kwargs.get("large", LARGE_BATCH), "n_eval": kwargs.get("n_eval", N_EVAL),
                                "threshold": THRESHOLD, "threads": THREADS},
                   "tasks": old.get("tasks", {}), "rows": old.get("rows", []), "cache_error": old.get("cache_error", {}),
-                  "race": old.get("race"), "call_cost_ms": old.get("call_cost_ms")}
+                  "race": old.get("race"), "call_cost_ms": old.get("call_cost_ms"),
+                  "cache_scaling": old.get("cache_scaling")}
         for key in tasks:
             task = TASKS[key]
             models, info = load_models(task, show_progress)
@@ -317,7 +344,7 @@ def run(tasks=("copy", "text"), path: Path = RESULTS, parts=PARTS, show_progress
                 report["rows"] = [r for r in report["rows"] if r["task"] != key] + \
                     measure_task(task, models, show_progress=show_progress, **kwargs)
             if "cache_error" in parts:
-                n, tau = (100, 1.0) if key == "copy" else (200, THRESHOLD)
+                n, tau = CACHE_ERROR[key]
                 prompts = task.prompts(n)[0]
                 report["cache_error"][key] = {c: cache_error(models["MDM"], prompts, task.gen_length,
                                                              task.blocks["MDM"], c, task.temperature, threshold=tau)
@@ -326,6 +353,8 @@ def run(tasks=("copy", "text"), path: Path = RESULTS, parts=PARTS, show_progress
                 report["race"] = race_trace(task, models)
         if "call_cost" in parts:
             report["call_cost_ms"] = call_cost()
+        if "cache_scaling" in parts:
+            report["cache_scaling"] = cache_scaling()
     finally:
         torch.set_num_threads(threads)
     path = Path(path)
