@@ -76,21 +76,17 @@ def reverse_sde_sampler(model: Model, shape, sde: VPSDE, n_steps: int = 1000, ep
         yield Step(s_next * sde.T, x)
 
 
-@torch.no_grad()
-def pf_ode_sampler(model: Model, shape, sde: VPSDE, n_steps: int = 100, eps: float = 1e-3,
-                   method: str = "heun", generator=None, x_T=None) -> Iterator[Step]:
-    """Probability-flow ODE from s = 1 to s = eps with Euler or Heun (2nd order); deterministic given x_T."""
+def _integrate(model: Model, x: torch.Tensor, sde: VPSDE, grid: list, method: str) -> Iterator[Step]:
+    """Euler or Heun (2nd order) on the probability-flow ODE along the times ``grid`` (either direction)."""
     if method not in ("euler", "heun"):
         raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
-    grid = _grid(n_steps, eps)
-    x = x_T.clone() if x_T is not None else torch.randn(tuple(shape), generator=generator)
 
     def v(x, s):
         return sde.drift(x, s) - 0.5 * sde.beta(s) * sde.score(model, x, s)
 
     yield Step(grid[0] * sde.T, x)
     for s, s_next in zip(grid[:-1], grid[1:]):
-        h = s_next - s                      # negative
+        h = s_next - s                      # negative from noise to data, positive from data to noise
         d = v(x, s)
         x_euler = x + h * d
         if method == "heun":
@@ -98,3 +94,21 @@ def pf_ode_sampler(model: Model, shape, sde: VPSDE, n_steps: int = 100, eps: flo
         else:
             x = x_euler
         yield Step(s_next * sde.T, x)
+
+
+@torch.no_grad()
+def pf_ode_sampler(model: Model, shape, sde: VPSDE, n_steps: int = 100, eps: float = 1e-3,
+                   method: str = "heun", generator=None, x_T=None) -> Iterator[Step]:
+    """Probability-flow ODE from s = 1 to s = eps with Euler or Heun (2nd order); deterministic given x_T."""
+    grid = _grid(n_steps, eps)
+    x = x_T.clone() if x_T is not None else torch.randn(tuple(shape), generator=generator)
+    yield from _integrate(model, x, sde, grid, method)
+
+
+@torch.no_grad()
+def pf_ode_encode(model: Model, x0: torch.Tensor, sde: VPSDE, n_steps: int = 100, eps: float = 1e-3,
+                  method: str = "heun") -> Iterator[Step]:
+    """The same ODE run forwards, from data at s = eps to noise at s = 1: the inverse of :func:`pf_ode_sampler`
+    (up to the solver's error). Encoding then decoding returns the data, which is what DDIM inversion and ODE
+    likelihoods rely on."""
+    return _integrate(model, x0.clone(), sde, _grid(n_steps, eps)[::-1], method)
