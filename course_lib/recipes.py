@@ -217,7 +217,8 @@ def ch1_samplers(first_batch: bool) -> dict:
           ("lm_ar", "lm_mdlm", "lm_mdlm_packed"))
 def ch2_samples(first_batch: bool) -> dict:
     """Token canvases (n, 41), drawn in batches of 20 rows: 1,000 samples each from AR, MDLM and packed MDLM
-    (41 steps, random order, temperature 1), and 200 per MDLM sampler setting (steps, order, temperature)."""
+    (41 steps, random order, temperature 1), and 200 per MDLM sampler setting (steps, order, temperature); and
+    1,000 from each MDLM with T = 1000 steps (batches of 5)."""
     def n(total):
         return TEXT_BATCH if first_batch else total
 
@@ -232,6 +233,11 @@ def ch2_samples(first_batch: bool) -> dict:
     for temp in (0.8, 0.6):
         out[f"mdlm_random_41_t{temp}"] = textlm.sample_mdlm_tokens(mdlm, n(200), steps=41, temperature=temp,
                                                                    seed=33, batch_size=TEXT_BATCH)
+    # T = 1000 steps (almost never two tokens in one step): 1,000 samples from each MDLM, in batches of 5 rows (a
+    # step costs the same for any batch size, so the check of the first batch stays short)
+    for key, model in (("mdlm", mdlm), ("mdlm_packed", packed)):
+        out[f"{key}_1000"] = textlm.sample_mdlm_tokens(model, 5 if first_batch else 1000, steps=1000, seed=34,
+                                                       batch_size=5)
     return {k: v.to(torch.int16) for k, v in out.items()}
 
 
