@@ -316,7 +316,7 @@ def test_a_tiny_benchmark_run_fills_every_row(tmp_path):
     """The measuring code end to end, tiny (one run, a handful of samples): every decoder at both batch sizes, and
     the bookkeeping holds. (Its times are not looked at.)"""
     res = speed.run(tasks=("text",), path=tmp_path / "b.json", parts=("table",), show_progress=False,
-                    runs=1, batch1=1, large=4, n_eval=8)
+                    runs=1, batch1=1, large=2, n_eval=2)
     speed.check_results(res)
     assert {r["decoder"] for r in res["rows"]} == {d.key for d in speed.decoders(speed.TASKS["text"], {
         "AR": None, "MDM": None, "BD": None})}
