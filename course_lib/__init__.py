@@ -3,7 +3,7 @@
 One concept per module, in layers. Foundations: ``runtime``, ``viz``, ``checks``, ``training``, ``checkpoints``,
 ``artefacts``, ``language``, ``tokenizer``, ``nn``, ``moe``. Then each chapter's algorithms: chapter 1 ``schedules``,
 ``ddpm``, ``score``, ``sde``, ``toy2d``, ``mlp``, ``metrics``, ``digits``; chapter 2 ``d3pm``, ``masked``,
-``textlm``; chapter 3 ``llada``, ``facts``, ``tasks``, ``scaling``; chapter 4 ``params``, ``moe_study``, ``memorise``,
+``textlm``, ``compute_study``; chapter 3 ``llada``, ``facts``, ``tasks``, ``scaling``; chapter 4 ``params``, ``moe_study``, ``memorise``,
 ``blockdiff``, ``decoding``, ``cap``, ``editing``, ``rl``, ``arith``, ``arith_study``,
 ``entities``, ``caching``, ``copy_task``, ``speed``. Each chapter's ``demos`` and ``exercises``.
 On top, ``recipes`` (how every shipped file is made) and ``gallery`` (lecture mode). The README's "How the code

@@ -60,7 +60,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import (artefacts, checkpoints, d3pm, ddpm, language, masked, recipes, runtime, textlm, tokenizer,
+from course_lib import (artefacts, checkpoints, compute_study, d3pm, ddpm, language, masked, recipes, runtime, textlm, tokenizer,
                         viz)
 from course_lib.demos import ch2 as demos
 from course_lib.exercises import ch2 as exercises
@@ -1024,6 +1024,69 @@ assert all(abs(t1000[n]["length_ratio"] - val[f"{n} (random order)"]["length_rat
 # that is the sampler's share of the error, measured. The lengths barely move. The rest of the gap to AR, more
 # than twenty points even for the packed model at $T = 1000$, is the model's own: its distribution, sampled
 # faithfully, still puts a third of its sentences off the language.
+
+# %% [markdown]
+# **Validity against training compute.** How far is MDLM from AR at equal compute, and how does the gap move with
+# compute? The same two recipes (AR, `lm_ar`; packed MDLM, `lm_mdlm_packed`) were cut to 1/8, 1/4 and 1/2 of their
+# steps, each with its own full warmup and cosine schedule, and 1,000 samples of each were graded
+# (`python -m course_lib.compute_study`, about 20 minutes on 2 cores; the results ship in
+# `data/scaling/validity_compute.json`). The full budgets are the shipped models, graded above. Compute is counted
+# in training position passes (steps x 64 canvases x 41 positions; the same Transformer, so a pass costs the same).
+
+# %%
+study = compute_study.load()
+points = {"AR": [], "MDLM": []}
+for r in study["rows"]:
+    points[r["family"]].append((r["position_passes"], r["valid_fraction"], r["n"]))
+for fam, key, v in (("AR", "lm_ar", val["AR"]), ("MDLM", "lm_mdlm_packed", val["MDLM packed (random order)"])):
+    e = manifest[key]
+    points[fam].append((compute_study.passes(e["metrics"]["steps"], e["config"]["batch_size"]), v["valid_fraction"],
+                        v["n"]))
+    points[fam].sort()
+print("model | position passes | valid  | +- s.e.")
+for fam, pts in points.items():
+    for c, f, n in pts:
+        print(f"{fam:5s} | {c / 1e6:11.1f}M   | {f:6.1%} | {math.sqrt(f * (1 - f) / n):6.1%}")
+fig, ax = plt.subplots(figsize=(7, 4))
+for fam, color in (("AR", viz.COLORS["ar"]), ("MDLM", viz.COLORS["diffusion"])):
+    c, f, n = (np.array(z, dtype=float) for z in zip(*points[fam]))
+    ax.errorbar(c, 100 * f, yerr=200 * np.sqrt(f * (1 - f) / n), fmt="o-", color=color, capsize=3,
+                label=f"{fam} ({'lm_ar' if fam == 'AR' else 'lm_mdlm_packed'} recipe)")
+ax.set_xscale("log")
+ax.set_xticks([1.6e6, 3.2e6, 6.4e6, 12.8e6], ["1.6M", "3.2M", "6.4M", "12.8M"])
+ax.set_xticks([], minor=True)
+ax.set(xlabel="training compute (position passes, log scale)", ylabel="valid samples (%, 2 s.e. bars)",
+       title="Sample validity against training compute")
+ax.legend(loc="lower right")
+fig.tight_layout()
+plt.show()
+
+
+def mdlm_validity_at(c):
+    """MDLM's validity at compute c, interpolated linearly in log compute (inside its measured range)."""
+    xs, ys = zip(*[(math.log(cc), f) for cc, f, _ in points["MDLM"]])
+    return float(np.interp(math.log(c), xs, ys))
+
+
+lo_m, hi_m = points["MDLM"][0][0], points["MDLM"][-1][0]
+gaps = [(c, 100 * (f - mdlm_validity_at(c))) for c, f, _ in points["AR"] if lo_m <= c <= hi_m]
+# the compute MDLM needs for the validity AR reaches at its smallest budget inside MDLM's range
+c_ar, f_ar = next((c, f) for c, f, _ in points["AR"] if lo_m <= c)
+xs, ys = zip(*[(math.log(cc), f) for cc, f, _ in points["MDLM"]])
+c_mdlm = math.exp(float(np.interp(f_ar, ys, xs))) if max(ys) >= f_ar else float("nan")
+print(f"At equal compute, MDLM writes {min(g for _, g in gaps):.0f} to {max(g for _, g in gaps):.0f} points fewer valid "
+      f"sentences than AR; to reach the {f_ar:.1%} AR reaches at {c_ar / 1e6:.1f}M position passes it needs about "
+      f"{c_mdlm / c_ar:.1f} times that compute.")
+shape = "widens, then narrows" if max(gaps, key=lambda z: z[1]) not in (gaps[0], gaps[-1]) else \
+    ("narrows" if gaps[-1][1] < gaps[0][1] else "widens")
+print(f"As compute grows the gap {shape}: " + ", ".join(f"{g:.0f} points at {c / 1e6:.1f}M" for c, g in gaps) + ".")
+assert len(gaps) >= 2 and all(g > 0 for _, g in gaps) and all(np.diff([f for _, f, _ in points[k]]).min() > 0
+                                                                for k in points)
+
+# %% [markdown]
+# Both curves rise steeply and then flatten, and MDLM's starts later: with an eighth of its budget it writes almost
+# nothing valid, and at its full budget it is still climbing. The two sentences printed above are the answer
+# to "how far, and how does it move".
 
 # %% [markdown]
 # **Steps, order, length and diversity.** Two knobs of the MDLM sampler. *Steps*: with fewer steps
