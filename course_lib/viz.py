@@ -32,11 +32,13 @@ COLORS = {
 CONFIDENCE_CMAP = "viridis"
 #: one colour per sampler, used by every sampler comparison in chapter 1
 SAMPLER_COLORS = {
-    "DDPM": "#DD8452",
-    "DDIM": "#55A868",
-    "reverse SDE": "#C44E52",
-    "PF-ODE": "#8172B3",
-    "Langevin": "#937860",
+    # hues that no course-wide role uses (not the data blue, model orange, exact green, learned red, AR purple,
+    # diffusion teal, mask grey): a sampler's colour means only that sampler
+    "DDPM": "#E377C2",
+    "DDIM": "#BCBD22",
+    "reverse SDE": "#8C564B",
+    "PF-ODE": "#E6AB02",
+    "Langevin": "#5F6B7A",
     "data": COLORS["data"],
 }
 

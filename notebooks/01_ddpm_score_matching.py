@@ -133,10 +133,10 @@ for t, mi, md, me, vi, vd, ve in rows:
 # %%
 cos = schedules.cosine_schedule(1000)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-for sch, col in ((lin, viz.COLORS["data"]), (cos, viz.COLORS["model"])):
+for sch, ls in ((lin, "-"), (cos, "--")):                 # two schedules: line styles, not role colours
     ts = np.arange(1, sch.T + 1)
-    axes[0].plot(ts, sch.alpha_bars[1:], color=col, label=sch.name)
-    axes[1].plot(ts, np.log10(sch.snr().numpy()), color=col, label=sch.name)
+    axes[0].plot(ts, sch.alpha_bars[1:], color="k", ls=ls, label=sch.name)
+    axes[1].plot(ts, np.log10(sch.snr().numpy()), color="k", ls=ls, label=sch.name)
 axes[0].set(xlabel="t", ylabel=r"$\bar\alpha_t$", title=r"signal kept: $\bar\alpha_t$")
 axes[1].set(xlabel="t", ylabel=r"$\log_{10}\,\mathrm{SNR}(t)$", title="signal-to-noise ratio")
 axes[1].axhline(0, color="k", lw=0.8)
