@@ -187,6 +187,16 @@ def _threshold_step(x_block, logits_block, threshold, mask_id, temperature, gene
     return torch.where(m2t, proposal, x_block), m2t
 
 
+def _still_masked(x, sub, past, lo, hi, mask_id):
+    """The rows of ``sub`` whose block ``lo:hi`` still holds a [MASK], and their rows of the cache ``past`` (None:
+    no cache): a row whose block is finished waits for the others without taking part in the model calls."""
+    need = (x[sub, lo:hi] == mask_id).any(1)
+    if bool(need.all()):
+        return sub, past
+    keep = need.nonzero().flatten()
+    return sub[keep], (past.rows(keep) if past is not None else None)
+
+
 def _check_blocks(gen_length, block_length, threshold, cache):
     block_length = check_int(block_length, "block_length", 1)
     if gen_length % block_length:
@@ -238,11 +248,7 @@ def diffusion_decode(model: Transformer, prompt: torch.Tensor, gen_length: int, 
         hi = lo + block_length
         first, past, sub = True, None, rows
         while True:
-            need = (x[sub, lo:hi] == mask_id).any(1)        # rows of `sub` whose block still has a [MASK]
-            if not bool(need.all()):
-                keep = need.nonzero().flatten()
-                sub = sub[keep]
-                past = past.rows(keep) if past is not None else None
+            sub, past = _still_masked(x, sub, past, lo, hi, mask_id)
             if not len(sub):
                 break
             if first or cache is None:                      # a full pass over the canvas
@@ -315,11 +321,7 @@ def block_decode(model: Transformer, prompt: torch.Tensor, gen_length: int, bloc
         hi = lo + block_length
         first, sub, past_sub = True, rows, past
         while True:
-            need = (x[sub, lo:hi] == mask_id).any(1)                 # all rows at the block's first step
-            if not bool(need.all()):
-                keep = need.nonzero().flatten()
-                sub = sub[keep]
-                past_sub = past_sub.rows(keep) if past_sub is not None else None
+            sub, past_sub = _still_masked(x, sub, past_sub, lo, hi, mask_id)   # all rows at the block's first step
             if not len(sub):
                 break
             if not cache:
