@@ -153,6 +153,51 @@ def stationary(Q) -> torch.Tensor:
     return pi / pi.sum()
 
 
+# --------------------------------------------------------------------------- continuous time (CTMC)
+def rate_matrix(kind: str, K: int, mask_id: int | None = None) -> torch.Tensor:
+    """The generator ``R`` of the continuous-time forward process (Campbell et al. 2022, "A Continuous Time
+    Framework for Discrete Denoising Models"; Lou, Meng & Ermon 2024, SEDD), in this module's layout: rows
+    "from", columns "to", ``R_ij`` (i != j) the rate of a jump from i to j, every row summing to 0. At time t
+    the chain jumps with rates ``sigma(t) R``.
+
+    uniform:   ``R = 1 1^T / K - I``   (jump to a uniformly drawn token, possibly itself)
+    absorbing: ``R = 1 e_m^T - I``     (jump to [MASK]; the [MASK] row is 0). ``mask_id`` defaults to ``K - 1``.
+
+    SEDD writes the transpose (columns "from", ``dp_t/dt = Q_t p_t`` for a column vector ``p_t``)."""
+    _check_K(K)
+    if kind == "uniform":
+        if mask_id is not None:
+            raise ValueError("mask_id only applies to absorbing noise")
+        pi = torch.full((K,), 1.0 / K, dtype=_DT)
+    elif kind == "absorbing":
+        mask_id = K - 1 if mask_id is None else mask_id
+        _check_mask_id(mask_id, K)
+        pi = torch.zeros(K, dtype=_DT)
+        pi[mask_id] = 1.0
+    else:
+        raise ValueError(f"unknown kind {kind!r}; the rate matrix is defined for 'uniform' and 'absorbing'")
+    return torch.ones(K, 1, dtype=_DT) * pi - torch.eye(K, dtype=_DT)
+
+
+def ctmc_transition(R, total_rate) -> torch.Tensor:
+    """The transition matrix of the chain with rates ``sigma(s) R`` over an interval where ``sigma`` integrates
+    to ``total_rate`` (``sigma-bar = int sigma(s) ds >= 0``): ``P = exp(sigma-bar R)``, by the matrix exponential.
+
+    The rate matrices at different times are multiples of one ``R``, so they commute and the time-ordered
+    exponential is this ordinary one. For the two ``R`` of :func:`rate_matrix` and ``sigma-bar = -log
+    alpha-bar`` it is D3PM's closed form ``alpha-bar I + (1 - alpha-bar) 1 pi^T``."""
+    R = torch.as_tensor(R, dtype=_DT)
+    if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] < 2 or not torch.isfinite(R).all():
+        raise ValueError(f"R must be a finite square (K, K) matrix with K >= 2, got shape {tuple(R.shape)}")
+    off = R - torch.diag(R.diagonal())
+    if bool((off < -1e-12).any()) or float(R.sum(1).abs().max()) > 1e-9:
+        raise ValueError("R must be a rate matrix: non-negative off the diagonal, every row summing to 0")
+    c = float(total_rate)
+    if not (math.isfinite(c) and c >= 0):
+        raise ValueError(f"total_rate (the integrated rate) must be finite and >= 0, got {total_rate!r}")
+    return torch.linalg.matrix_exp(c * R)
+
+
 # --------------------------------------------------------------------------- schedules
 class DiscreteSchedule:
     """``Q_1..Q_T`` and ``Q-bar_0..Q-bar_T`` for one kind of noise and one beta schedule (float64).

@@ -12,7 +12,6 @@ intermediate state, so one stream feeds the final sample, the trajectory demo an
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -20,7 +19,7 @@ import torch
 
 from . import runtime
 from .schedules import NoiseSchedule, check_t
-from .training import EMA, training_loop
+from .training import fit_ema_on_rows
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -107,6 +106,43 @@ def predict_x0(xt: torch.Tensor, t, eps: torch.Tensor, schedule: NoiseSchedule) 
     t = check_t_batch(t, schedule, xt, lo=1)
     ab = coef(schedule.alpha_bars, t, xt)
     return (xt - torch.sqrt(1 - ab) * eps) / torch.sqrt(ab)
+
+
+PREDICTIONS = ("eps", "x0", "v")
+
+
+def convert_prediction(pred: torch.Tensor, xt: torch.Tensor, t, schedule: NoiseSchedule, src: str,
+                       dst: str) -> torch.Tensor:
+    """Re-express a network's output for x_t = a x_0 + sigma eps (a = sqrt(abar_t), sigma = sqrt(1 - abar_t)) as
+    another of the three usual targets (Salimans & Ho 2022): the noise ``"eps"``, the clean data ``"x0"``, or the
+    velocity ``"v"`` = a eps - sigma x_0. Given x_t, any one determines the others:
+
+        x0 = (x_t - sigma eps) / a,  eps = (x_t - a x0) / sigma,  x0 = a x_t - sigma v,  eps = sigma x_t + a v."""
+    if src not in PREDICTIONS or dst not in PREDICTIONS:
+        raise ValueError(f"predictions are one of {PREDICTIONS}, got {src!r} -> {dst!r}")
+    t = check_t_batch(t, schedule, xt, lo=1)
+    a, sigma = coef(schedule.alpha_bars.sqrt(), t, xt), coef((1 - schedule.alpha_bars).sqrt(), t, xt)
+    if src == "eps":
+        eps = pred
+    elif src == "x0":
+        eps = (xt - a * pred) / sigma
+    else:
+        eps = sigma * xt + a * pred
+    if dst == "eps":
+        return eps
+    x0 = (xt - sigma * eps) / a
+    return x0 if dst == "x0" else a * eps - sigma * x0
+
+
+def prediction_weight(t, schedule: NoiseSchedule, target: str) -> torch.Tensor:
+    """How a squared error on ``target`` weighs the noise error: ||target - target_hat||^2 = w_t ||eps - eps_hat||^2
+    with w = 1 (eps), 1 / SNR_t (x0) and 1 + 1 / SNR_t (v), SNR_t = abar_t / (1 - abar_t). So L_simple, an x0 loss
+    and a v loss train the same minimiser and differ only in how they weigh the noise levels."""
+    if target not in PREDICTIONS:
+        raise ValueError(f"target must be one of {PREDICTIONS}, got {target!r}")
+    t = check_t(t, schedule, lo=1)
+    inv_snr = (1 - schedule.alpha_bars[t]) / schedule.alpha_bars[t]
+    return {"eps": torch.ones_like(inv_snr), "x0": inv_snr, "v": 1 + inv_snr}[target]
 
 
 def reverse_variance(t: torch.Tensor, schedule: NoiseSchedule, kind: str = "posterior") -> torch.Tensor:
@@ -221,43 +257,15 @@ def train_eps_model(model: torch.nn.Module, data: torch.Tensor, schedule: NoiseS
                     ema_decay: float = 0.999, warmup: int = 100, seed: int = 0, log_every: int = 50,
                     desc: str = "training", show_progress: bool = True):
     """Algorithm 1 of Ho et al. (2020) on rows of ``data`` (N, D) for ``steps`` steps: draw x_0, t ~ U{1..T} and
-    eps ~ N(0, I), take a step on :func:`eps_loss`. AdamW, learning rate warmed up over ``warmup`` steps and
-    decayed by a cosine, gradient clipping at 1 (as tanelp/tiny-diffusion), and an exponential moving average of
-    the weights, which is what we sample from (Ho et al. use a decay of 0.9999).
+    eps ~ N(0, I), take a step on :func:`eps_loss`, with :func:`course_lib.training.fit_ema`'s recipe (AdamW,
+    warmup and cosine decay, clipping, and an exponential moving average of the weights, which is what we sample
+    from; Ho et al. use a decay of 0.9999).
 
     Returns ``(ema_model, history)``; history holds ``step``, ``loss`` (mean over each ``log_every`` window)
     and ``seconds``."""
-    if data.ndim != 2 or data.shape[0] < 2:
-        raise ValueError(f"data must have shape (N, D) with N >= 2, got {tuple(data.shape)}")
-    if steps < 1 or batch_size < 1:
-        raise ValueError("steps and batch_size must be positive")
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    ema = EMA(model, ema_decay)
-
-    def loss_fn(step):
-        idx = torch.randint(0, data.shape[0], (batch_size,), generator=g)
-        return eps_loss(model, data[idx], schedule, generator=g)
-
-    def lr_lambda(s):
-        return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
-
-    history = {"step": [], "loss": [], "seconds": 0.0}
-    t0, window = time.perf_counter(), []
-    bar = runtime.progress(range(steps), desc=desc) if show_progress else range(steps)
-    for step, loss in training_loop(model, loss_fn, bar, opt, lr_lambda):
-        ema.update(model)
-        window.append(loss)
-        if (step + 1) % log_every == 0 or step == steps - 1:
-            history["step"].append(step + 1)
-            history["loss"].append(sum(window) / len(window))
-            window = []
-            if show_progress:
-                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
-    history["seconds"] = time.perf_counter() - t0
-    model.eval()
-    return ema.model, history
+    return fit_ema_on_rows(model, data, lambda idx, g: eps_loss(model, data[idx], schedule, generator=g), steps,
+                           batch_size, seed, lr=lr, weight_decay=weight_decay, ema_decay=ema_decay, warmup=warmup,
+                           log_every=log_every, desc=desc, show_progress=show_progress)
 
 
 # --------------------------------------------------------------------------- samplers

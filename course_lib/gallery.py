@@ -237,20 +237,20 @@ DEMOS: list[GalleryDemo] = [
         "where the damage is.",
         ch2.transition_inputs, ch2.transition_demo),
     GalleryDemo(
-        2, "2b", "playback", "Denoising playback: random and confidence order",
+        2, "2b", "nelbo", "The NELBO integrand over t",
+        "The bound of one sentence is the area under this curve: at each t, mask the sentence at rate t, "
+        "ask the model for the hidden words, and weight the loss by 1/t. Drag t to see the masked sentence "
+        "the model faces, the integrand (mean of 32 mask draws, with a band of two standard errors) and the "
+        "running area. Early times are cheap but weighted heavily; late ones cost many nats per word.",
+        ch2.nelbo_integrand_inputs, ch2.nelbo_integrand_demo, ("lm_mdlm",)),
+    GalleryDemo(
+        2, "2c", "playback", "Denoising playback: random and confidence order",
         "One MDLM sample written in 41 steps, in random order and in confidence order (same seed). Masked "
         "positions are grey; each word is coloured by the step at which it was unmasked, and the words "
         "unmasked at the current step are ringed in green. Both orders start with [PAD]s, the model's likeliest "
         "token; confidence order commits one at a random position and grows a block of [PAD]s around it, so its "
         "sentence ends early.",
         ch2.playback_inputs, ch2.playback_demo, ("lm_mdlm",)),
-    GalleryDemo(
-        2, "2c", "nelbo", "The NELBO integrand over t",
-        "The bound of one sentence is the area under this curve: at each t, mask the sentence at rate t, "
-        "ask the model for the hidden words, and weight the loss by 1/t. Drag t to see the masked sentence "
-        "the model faces, the integrand (mean of 32 mask draws, with a band of two standard errors) and the "
-        "running area. Early times are cheap but weighted heavily; late ones cost many nats per word.",
-        ch2.nelbo_integrand_inputs, ch2.nelbo_integrand_demo, ("lm_mdlm",)),
     GalleryDemo(
         3, "3a", "masking", "Masking explorer: the model's guesses",
         "Drag t to hide more of a sentence (the same random order at every t, so masks only grow) and "

@@ -46,6 +46,13 @@ class MaskSchedule:
         t = _check_times(t, lo_open=True)
         return -self.dalpha(t) / (1.0 - self.alpha(t))
 
+    def rate(self, t) -> torch.Tensor:
+        """The forward jump rate sigma(t) = -alpha'_t / alpha_t of the continuous-time chain: a token still visible
+        at t is masked in [t, t + dt] with probability sigma(t) dt, so alpha_t = exp(-int_0^t sigma); +inf where
+        alpha_t = 0. The NELBO weight is w(t) = sigma(t) alpha_t / (1 - alpha_t)."""
+        t = _check_times(t)
+        return -self.dalpha(t) / self.alpha(t)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -535,6 +542,49 @@ def train_toy_denoiser(toy: ToyDistribution, steps: int = 400, batch_size: int =
 def load_toy_denoiser(name: str = "toy_mdlm") -> Transformer:
     """The shipped toy denoiser (float64), verified against the manifest."""
     return checkpoints.load_model(name, lambda config: Transformer(TransformerConfig(**config)).double())
+
+
+def noisy_joint(toy: ToyDistribution, alpha, kind: str = "absorbing") -> tuple[torch.Tensor, torch.Tensor]:
+    """Every noisy sequence z of the toy and the joint q_t(x_0, z) = p_data(x_0) prod_l q_t(z^l | x_0^l), enumerated.
+
+    ``alpha`` is the keep probability alpha_t in [0, 1]. ``kind="absorbing"``: q(z | x) = alpha [z = x] +
+    (1 - alpha) [z = [MASK]], over the K symbols and [MASK] ((K+1)**L noisy sequences); ``kind="uniform"``:
+    q(z | x) = alpha [z = x] + (1 - alpha) / K, over the K symbols (K**L). Returns ``(z, joint)``: z (M, L) in
+    lexicographic order, joint (N, M) float64 with one row per clean sequence of ``toy.sequences``. A column's
+    sum is the noisy marginal p_t(z); the column divided by its sum is the posterior p(x_0 | z_t = z)."""
+    if not isinstance(toy, ToyDistribution):
+        raise ValueError(f"toy must be a ToyDistribution, got {type(toy).__name__}")
+    if kind not in ("absorbing", "uniform"):
+        raise ValueError(f"unknown kind {kind!r}; use 'absorbing' or 'uniform'")
+    a = float(alpha)
+    if not 0.0 <= a <= 1.0:                                                # also rejects NaN
+        raise ValueError(f"alpha (the keep probability) must lie in [0, 1], got {alpha!r}")
+    V = toy.K + 1 if kind == "absorbing" else toy.K
+    z = (torch.arange(V ** toy.L)[:, None] // V ** torch.arange(toy.L - 1, -1, -1)) % V
+    kernel = a * torch.eye(toy.K, V, dtype=torch.float64)                  # q(z^l = column | x^l = row)
+    if kind == "absorbing":
+        kernel[:, toy.mask_id] += 1 - a
+    else:
+        kernel += (1 - a) / toy.K
+    per_token = kernel[toy.sequences[:, None, :], z[None]]                 # (N, M, L)
+    return z, toy.probs[:, None] * per_token.prod(-1)
+
+
+def concrete_score(toy: ToyDistribution, alpha, kind: str = "absorbing") -> torch.Tensor:
+    """The concrete score of the noisy marginal p_t (Lou, Meng & Ermon 2024, SEDD), by enumeration: for every noisy z
+    (the rows of :func:`noisy_joint`), position l and token v, the ratio p_t(y) / p_t(z) where y is z with y^l = v.
+
+    Shape (M, L, V), V = K + 1 (absorbing) or K (uniform); 1 where v = z^l, NaN where p_t(z) = 0. For absorbing
+    noise and a masked z^l it equals alpha_t / (1 - alpha_t) p_data(x^l = v | the visible tokens of z) (Ou et al.
+    2024, RADD, Theorem 1)."""
+    z, joint = noisy_joint(toy, alpha, kind)
+    p = joint.sum(0)
+    V = toy.K + 1 if kind == "absorbing" else toy.K
+    powers = V ** torch.arange(toy.L - 1, -1, -1)
+    v = torch.arange(V)
+    neighbour = torch.arange(len(z))[:, None, None] + (v[None, None] - z[..., None]) * powers[None, :, None]
+    ratio = p[neighbour] / p.clamp_min(1e-300)[:, None, None]
+    return torch.where(p[:, None, None] > 0, ratio, torch.full_like(ratio, float("nan")))
 
 
 def _pattern_probs(toy: ToyDistribution, logits_fn: LogitsFn) -> torch.Tensor:

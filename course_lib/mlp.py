@@ -22,6 +22,7 @@ class EpsMLPConfig:
     input_emb: bool = True       # embed each coordinate sinusoidally (2-D toys) or feed x directly (digits)
     input_scale: float = 25.0    # tiny-diffusion's scale for coordinate embeddings
     T: int = 1000                # number of diffusion steps the time input is measured in
+    n_classes: int = 0           # > 0: class-conditional, with one extra "null" label for "no class" (guidance)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,8 +62,21 @@ class EpsMLP(nn.Module):
         layers += [Block(c.hidden) for _ in range(c.n_blocks)]
         layers += [nn.Linear(c.hidden, c.dim)]
         self.net = nn.Sequential(*layers)
+        if c.n_classes < 0:
+            raise ValueError(f"n_classes must be >= 0, got {c.n_classes}")
+        # the label's embedding is added to the time embedding; row n_classes is the null label
+        self.label_emb = nn.Embedding(c.n_classes + 1, c.emb_size) if c.n_classes else None
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    @property
+    def null_label(self) -> int:
+        """The label that means "no class" (the unconditional model of classifier-free guidance)."""
+        if self.label_emb is None:
+            raise ValueError("this EpsMLP is unconditional (n_classes = 0): it has no labels")
+        return self.config.n_classes
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """eps_theta(x_t, t) or, for a class-conditional network, eps_theta(x_t, t, y); ``y`` of shape (B,) holds
+        labels in 0..n_classes, where n_classes is the null label (also what ``y=None`` means)."""
         c = self.config
         if x.ndim != 2 or x.shape[1] != c.dim:
             raise ValueError(f"EpsMLP expects x of shape (B, {c.dim}), got {tuple(x.shape)}")
@@ -77,7 +91,18 @@ class EpsMLP(nn.Module):
         else:
             parts.append(x)
         # time measured in steps 0..T; scaled to [0, 1000] so the embedding does not depend on T
-        parts.append(sinusoidal_embedding(t * (1000.0 / c.T), c.emb_size))
+        time_emb = sinusoidal_embedding(t * (1000.0 / c.T), c.emb_size)
+        if self.label_emb is not None:
+            if y is None:
+                y = torch.full((x.shape[0],), c.n_classes, dtype=torch.long, device=x.device)
+            y = torch.as_tensor(y, device=x.device)
+            if y.shape != (x.shape[0],) or y.dtype != torch.long or y.min() < 0 or y.max() > c.n_classes:
+                raise ValueError(f"y must hold ({x.shape[0]},) integer labels in 0..{c.n_classes} "
+                                 f"({c.n_classes} = no class)")
+            time_emb = time_emb + self.label_emb(y)
+        elif y is not None:
+            raise ValueError("this EpsMLP is unconditional (n_classes = 0): call it without labels")
+        parts.append(time_emb)
         return self.net(torch.cat(parts, dim=-1))
 
     def n_params(self) -> int:

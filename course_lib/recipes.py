@@ -20,8 +20,8 @@ import time
 import numpy as np
 import torch
 
-from . import (arith, artefacts, blockdiff, checkpoints, ddpm, decoding, digits, editing, entities, facts, language, llada,
-               masked, memorise, metrics, mlp, nn, runtime, schedules, sde, tasks, textlm, toy2d)
+from . import (arith, artefacts, blockdiff, checkpoints, ddpm, decoding, digits, editing, entities, facts, flow,
+               language, llada, masked, memorise, metrics, mlp, nn, runtime, schedules, sde, tasks, textlm, toy2d)
 from .tokenizer import Tokenizer, batchify
 
 # The 2-D toy recipe, shared by all toys (tanelp/tiny-diffusion's model, trained longer with an EMA).
@@ -68,6 +68,27 @@ def _toy_recipe(name: str):
     return run
 
 
+def train_toy_flow(name: str = "gmm", steps: int | None = None, show_progress: bool = True):
+    """Flow matching on a 2-D toy with the noise predictor's network, data, steps, batch, learning rate and EMA
+    (only the loss differs). Returns (ema_model, history)."""
+    torch.manual_seed(0)
+    data = toy2d.make_toy(name, TOY_TRAIN_SIZE, seed=1)
+    model = mlp.EpsMLP(mlp.EpsMLPConfig(**TOY_CONFIG))
+    return flow.train_flow(model, data, desc=f"flow2d_{name}", show_progress=show_progress,
+                           **dict(TOY_TRAIN, steps=steps or TOY_TRAIN["steps"]))
+
+
+def _toy_flow_recipe():
+    t0 = time.perf_counter()
+    model, hist = train_toy_flow("gmm")
+    seconds = time.perf_counter() - t0
+    draw = lambda n, s: toy2d.make_toy("gmm", n, seed=s)  # noqa: E731
+    x = ddpm.final(flow.flow_sampler(model, (2000, 2), n_steps=50, generator=torch.Generator().manual_seed(0)))
+    m = {"final_loss": round(hist["loss"][-1], 4), "swd_ratio_heun50": round(metrics.swd_report(x, draw)["ratio"], 3),
+         "train_steps": TOY_TRAIN["steps"]}
+    return model, m, seconds
+
+
 def _digits_recipe(kind: str):
     def run():
         return digits.run_recipe(kind)
@@ -87,6 +108,7 @@ def _toy_denoiser_recipe():
 
 
 RECIPES = {f"ddpm2d_{n}": _toy_recipe(n) for n in toy2d.TOYS}
+RECIPES["flow2d_gmm"] = _toy_flow_recipe
 RECIPES["toy_mdlm"] = _toy_denoiser_recipe
 RECIPES["ddpm_digits"] = _digits_recipe("ddpm")
 RECIPES["digits_classifier"] = _digits_recipe("classifier")

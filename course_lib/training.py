@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from typing import Callable, Iterable, Iterator
 
 import torch
+
+from .runtime import progress
 
 
 def lr_factor(step: int, steps: int, warmup: int, min_lr_ratio: float = 0.0) -> float:
@@ -118,3 +121,58 @@ def training_loop(model: torch.nn.Module, loss_fn: Callable, steps: Iterable[int
         if scheduler is not None:
             scheduler.step()
         yield step, (loss.item() if report is None else report)
+
+
+def fit_ema(model: torch.nn.Module, loss_fn: Callable[[int], torch.Tensor], steps: int, lr: float = 1e-3,
+            weight_decay: float = 0.0, ema_decay: float = 0.999, warmup: int = 100, seed: int = 0,
+            log_every: int = 50, desc: str = "training", show_progress: bool = True):
+    """The recipe of chapter 1's small networks, whatever they predict: AdamW, the learning rate warmed up over
+    ``warmup`` steps and decayed by a cosine over the whole run, gradient clipping at 1 (as tanelp/tiny-diffusion),
+    and an exponential moving average of the weights, which is the model returned. ``loss_fn(step)`` draws a batch
+    and returns its loss; ``seed`` seeds torch's global generator (set it before the caller builds ``loss_fn``'s
+    own generator if that matters).
+
+    Returns ``(ema_model, history)``; history holds ``step``, ``loss`` (mean over each ``log_every`` window)
+    and ``seconds``."""
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    ema = EMA(model, ema_decay)
+
+    def lr_lambda(s):
+        return min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+
+    history = {"step": [], "loss": [], "seconds": 0.0}
+    t0, window = time.perf_counter(), []
+    bar = progress(range(steps), desc=desc) if show_progress else range(steps)
+    for step, loss in training_loop(model, loss_fn, bar, opt, lr_lambda):
+        ema.update(model)
+        window.append(loss)
+        if (step + 1) % log_every == 0 or step == steps - 1:
+            history["step"].append(step + 1)
+            history["loss"].append(sum(window) / len(window))
+            window = []
+            if show_progress:
+                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+    history["seconds"] = time.perf_counter() - t0
+    model.eval()
+    return ema.model, history
+
+
+def fit_ema_on_rows(model: torch.nn.Module, data: torch.Tensor, batch_loss: Callable, steps: int,
+                    batch_size: int = 1024, seed: int = 0, **fit_kw):
+    """:func:`fit_ema` on minibatches of the rows of ``data`` (N, D): each step draws ``batch_size`` row indices with
+    a generator seeded by ``seed`` and minimises ``batch_loss(idx, generator)`` (the same generator then draws the
+    noise). ``fit_kw``: lr, weight_decay, ema_decay, warmup, log_every, desc, show_progress."""
+    if data.ndim != 2 or data.shape[0] < 2:
+        raise ValueError(f"data must have shape (N, D) with N >= 2, got {tuple(data.shape)}")
+    if steps < 1 or batch_size < 1:
+        raise ValueError("steps and batch_size must be positive")
+    g = torch.Generator().manual_seed(seed)
+
+    def loss_fn(step):
+        idx = torch.randint(0, data.shape[0], (batch_size,), generator=g)
+        return batch_loss(idx, g)
+
+    return fit_ema(model, loss_fn, steps, seed=seed, **fit_kw)

@@ -39,6 +39,7 @@ SAMPLER_COLORS = {
     "reverse SDE": "#8C564B",
     "PF-ODE": "#E6AB02",
     "Langevin": "#5F6B7A",
+    "flow matching": "#2F2F2F",
     "data": COLORS["data"],
 }
 

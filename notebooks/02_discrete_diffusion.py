@@ -37,7 +37,8 @@
 # 5. MDLM: the SUBS parameterisation, the continuous-time NELBO, its invariance to the schedule, and
 #    antithetic time sampling.
 # 6. An exact check on a toy small enough to enumerate: the bound, the likelihood, and why masked
-#    diffusion with the perfect denoiser is an any-order autoregressive model.
+#    diffusion with the perfect denoiser is an any-order autoregressive model; the same process as a
+#    continuous-time Markov chain, SEDD's concrete score, and why the denoiser needs no time input.
 # 7. Experiments on the course's own language: AR versus uniform D3PM, absorbing D3PM and MDLM, at the
 #    same size, measured with an exact validator and the language's exact entropy.
 #
@@ -185,20 +186,20 @@ assert float((small["uniform"].Qbar(1000) - 1 / K_SMALL).abs().max()) < 1e-3
 # %%
 show_t = [50, 250, 500, 750, 1000]
 norm = plt.matplotlib.colors.PowerNorm(0.4, vmin=0, vmax=1)      # gamma < 1 so that small probabilities show
-fig, axes = plt.subplots(3, 5, figsize=(12, 7.6), layout="constrained")
+fig, axes = plt.subplots(3, 5, figsize=(10, 6.8), layout="constrained")
 for r, (kind, sch) in enumerate(small.items()):
-    axes[r, 0].set_ylabel(f"{kind}\nfrom $x_0$")
+    axes[r, 0].set_ylabel(f"{kind}\nfrom $x_0$", fontsize=11)
     for c, t in enumerate(show_t):
         im = axes[r, c].imshow(sch.Qbar(t).numpy(), norm=norm, cmap=viz.CONFIDENCE_CMAP)
-        axes[r, c].set_title(fr"$\bar Q_{{{t}}}$ (keep {float(sch.Qbar(t).diagonal()[:-1].mean()):.2f})", fontsize=10)
+        axes[r, c].set_title(fr"$\bar Q_{{{t}}}$ (keep {float(sch.Qbar(t).diagonal()[:-1].mean()):.2f})", fontsize=10.5)
 for ax in axes.flat:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
 for ax in axes[-1]:
-    ax.set_xlabel("to $x_t$")
-fig.colorbar(im, ax=axes, shrink=0.6, label="transition probability (power scale)")
-fig.suptitle(f"Cumulative transition matrices, K = {K_SMALL} (last id = [MASK] for absorbing)")
+    ax.set_xlabel("to $x_t$", fontsize=11)
+fig.colorbar(im, ax=axes, shrink=0.6).set_label("transition probability (power scale)", fontsize=11)
+fig.suptitle(f"Cumulative transition matrices, K = {K_SMALL} (last id = [MASK] for absorbing)", fontsize=13)
 plt.show()
 off_diag = {kind: float((sch.Q(500) - torch.diag(sch.Q(500).diagonal())).sum(1).max()) for kind, sch in small.items()}
 print("one step is nearly the identity: probability of leaving a token in the single step Q_500:",
@@ -221,18 +222,17 @@ demo_transition
 
 # %%
 _ = demo_transition.static([{"i": i, "kind": k} for i, k in ((10, "uniform"), (25, "absorbing"), (40, "gaussian"))],
-                           ncols=1, width=10.8, titles=[f"t = {demo_times[i]}, {k} noise" for i, k in
-                                                        ((10, "uniform"), (25, "absorbing"), (40, "gaussian"))])
+                           ncols=1, width=10.8, titles=[""] * 3)      # each frame carries its title (t and the kind)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn — Exercise 2.1.** Write $\bar Q_t$ in closed form from $\bar\alpha_t$ for uniform and
+# **Your turn — Exercise 1.1.** Write $\bar Q_t$ in closed form from $\bar\alpha_t$ for uniform and
 # absorbing noise. Rows are "from", columns "to"; the [MASK] id is `mask_id`.
 
 # %% tags=["solution"]
 def my_qbar(alpha_bar, K, kind, mask_id):
     """Q-bar_t = alpha_bar I + (1 - alpha_bar) 1 pi^T, pi uniform or the [MASK] one-hot."""
-    ### BEGIN SOLUTION Exercise 2.1: build Q-bar_t in closed form (D3PM App. A.2)
+    ### BEGIN SOLUTION Exercise 1.1: build Q-bar_t in closed form (D3PM App. A.2)
     pi = torch.full((K,), 1.0 / K, dtype=torch.float64)
     if kind == "absorbing":
         pi = torch.zeros(K, dtype=torch.float64)
@@ -293,13 +293,13 @@ print("  posterior:", np.round(ana.numpy()[2:10], 3), "(x_{t-1} = 2..9)")
 assert float((emp - ana).abs().max()) < 0.01
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn — Exercise 2.2.** Implement the posterior for a batch of single tokens from the three
+# **Your turn — Exercise 2.1.** Implement the posterior for a batch of single tokens from the three
 # matrices $Q_t$, $\bar Q_{t-1}$, $\bar Q_t$.
 
 # %% tags=["solution"]
 def my_d3pm_posterior(x_t, x0, Q_t, Qbar_tm1, Qbar_t):
     """q(x_{t-1} | x_t, x0) for x_t, x0 of shape (B,); returns (B, K)."""
-    ### BEGIN SOLUTION Exercise 2.2: the D3PM posterior (eq. 3)
+    ### BEGIN SOLUTION Exercise 2.1: the D3PM posterior (eq. 3)
     return Q_t[:, x_t].T * Qbar_tm1[x0] / Qbar_t[x0, x_t][:, None]
     ### END SOLUTION
 
@@ -481,12 +481,12 @@ print(f"linear weight vs 1/t: max error {below(lin_w_err, 1e-11)}; cosine alpha'
 assert float(p[..., 9].max()) == 0
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn — Exercise 2.3.** Implement SUBS: return log-probabilities of shape `(B, L, V)`.
+# **Your turn — Exercise 5.1.** Implement SUBS: return log-probabilities of shape `(B, L, V)`.
 
 # %% tags=["solution"]
 def my_subs(logits, x_t, mask_id):
     """log x_theta(z_t) under SUBS (MDLM eq. 7)."""
-    ### BEGIN SOLUTION Exercise 2.3: the SUBS parameterisation (zero masking, carry-over)
+    ### BEGIN SOLUTION Exercise 5.1: the SUBS parameterisation (zero masking, carry-over)
     V = logits.shape[-1]
     logp = torch.log_softmax(logits.masked_fill(torch.arange(V) == mask_id, float("-inf")), dim=-1)
     carry = torch.full_like(logp, float("-inf")).scatter(-1, x_t[..., None], 0.0)
@@ -497,14 +497,14 @@ def my_subs(logits, x_t, mask_id):
 _ = exercises.check_subs(my_subs)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn — Exercise 2.4.** Implement the per-sentence MDLM loss for the linear schedule: given
+# **Your turn — Exercise 5.2.** Implement the per-sentence MDLM loss for the linear schedule: given
 # the logits at $z_t$, the clean $x_0$, the masked $z_t$ and one time $t$ per sentence, return the
 # one-sample NELBO estimate (nats per sentence). You may use the library's `masked.subs_log_probs`.
 
 # %% tags=["solution"]
 def my_mdlm_loss(logits, x0, x_t, t, mask_id):
     """(1/t) * sum over masked positions of -log x_theta(z_t)[x0], per sentence."""
-    ### BEGIN SOLUTION Exercise 2.4: the MDLM loss (eq. 10-11, linear schedule)
+    ### BEGIN SOLUTION Exercise 5.2: the MDLM loss (eq. 10-11, linear schedule)
     nll = -masked.subs_log_probs(logits, x_t, mask_id).gather(-1, x0[..., None])[..., 0]
     nll = torch.where(x_t == mask_id, nll, torch.zeros_like(nll))
     return nll.sum(1) / t
@@ -551,7 +551,7 @@ print(f"variance ratio independent / antithetic = {var_ratio:.2f}")
 assert var_ratio > 1.0
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Demo 2c: the NELBO integrand.** The bound of one sentence is the area under a curve: at each time
+# **Demo 2b: the NELBO integrand.** The bound of one sentence is the area under a curve: at each time
 # $t$, mask the sentence at rate $1-\alpha_t = t$, ask the model for the masked words, and weight the
 # loss by $1/t$. Drag $t$ to see the masked sentence the model faces and the integrand there (mean of
 # 32 mask draws, with a band of two standard errors); the running area is the part of the bound
@@ -565,13 +565,13 @@ nelbo_inputs = demos.nelbo_integrand_inputs()
 t_grid, integrands = nelbo_inputs["t_grid"], nelbo_inputs["integrands"]
 for key, v in integrands.items():
     print(f"{key}: NELBO = {v['nelbo']:.2f} nats (midpoint rule over 40 times x 32 masks); "
-          f"exact -log p_data = {v['exact']:.2f} nats")
+          f"exact -log p_data = {v['exact']:.2f} nats\n    {v['text']}")
 demo_integrand = demos.nelbo_integrand_demo(**nelbo_inputs)
 demo_integrand
 
 # %%
 _ = demo_integrand.static([{"i": 20, "sentence": k} for k in integrands], ncols=1, width=8.4,
-                          titles=[f"t = {t_grid[20]:.3f}: {k}" for k in integrands])
+                          titles=list(integrands))             # each frame's own title gives t and the running integral
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -639,18 +639,21 @@ print(f"learned denoiser: E[NELBO_inf] = {float((toy.probs * learned_inf).sum())
 kl_T = [float((toy.probs * (-masked.discrete_time_log_likelihood(toy, exact, T) - nll_data)).sum())
         for T in (1, 2, 4, 8, 16, 64, 256)]
 
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.4))
 for T, col in zip((1, 4, 128), ("#9ecae1", "#4292c6", "#08306b")):
     ax1.scatter(-masked.discrete_time_log_likelihood(toy, learned, T), masked.discrete_time_nelbo(toy, learned, T),
                 s=25, color=col, label=f"T = {T}")
 lim = [float(nll_data.min()) - 0.3, float(masked.discrete_time_nelbo(toy, learned, 1).max()) + 0.3]
 ax1.plot(lim, lim, color="k", lw=1, ls="--", label="bound = likelihood")
 ax1.set(xlabel=r"exact $-\log p_\theta(x)$ of the T-step chain (nats)", ylabel=r"T-step NELBO (nats)",
-        title="Learned denoiser: every sequence lies above the diagonal")
-ax1.legend()
-ax2.semilogx([1, 2, 4, 8, 16, 64, 256], kl_T, "o-", color=viz.COLORS["exact"])
+        title="Learned denoiser:\nevery sequence lies above the diagonal")
+ax1.legend(loc="lower right", fontsize=10)                    # below the diagonal, where no sequence can lie
+T_grid = [1, 2, 4, 8, 16, 64, 256]
+ax2.semilogx(T_grid, kl_T, "o-", color=viz.COLORS["exact"])
+ax2.set_xticks(T_grid, [str(T) for T in T_grid])
+ax2.set_xticks([], minor=True)
 ax2.set(xlabel="reverse steps T", ylabel=r"KL$(p_\mathrm{data}\,\|\,p_{\theta,T})$ (nats)",
-        title="Exact denoiser: error from unmasking several tokens at once")
+        title="Exact denoiser: error from unmasking\nseveral tokens at once")
 fig.tight_layout()
 plt.show()
 print("KL(p_data || p_theta,T) with the exact denoiser, T = 1, 2, 4, 8, 16, 64, 256:", [f"{v:.4f}" for v in kl_T])
@@ -662,6 +665,147 @@ assert kl_T[-1] < kl_T[0] and kl_T[-1] < 0.01
 # their marginals, and the data's correlations between them are lost. With $T = 1$ every token is
 # drawn independently; as $T$ grows, fewer tokens share a step and the error vanishes. Parallel
 # decoding (chapter 4) is the art of choosing *which* tokens can safely share a step.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### This chapter's place in the field: rates, ratios, and a denoiser without a clock
+#
+# The continuous-time papers (Campbell et al. 2022; SEDD, Lou et al. 2024; RADD, Ou et al. 2024) write the same
+# models in three other ways. Each is an identity that the toy can check exactly.
+#
+# **A continuous-time Markov chain.** *Intuition.* MDLM's forward process needs no steps: each token waits a
+# random time, then jumps to [MASK]. A continuous-time Markov chain (CTMC) describes this by *rates*: in a short
+# interval $dt$ a token jumps from $i$ to $j \ne i$ with probability $\sigma(t) R_{ij}\,dt$ (Campbell et al. 2022;
+# SEDD, Lou et al. 2024). *The math.* In this chapter's layout (rows "from", columns "to", every row of $R$
+# summing to 0), $R^\text{abs} = \mathbf 1 e_m^\top - I$ and $R^\text{unif} = \mathbf 1\mathbf 1^\top/K - I$. All the
+# $\sigma(t)R$ are multiples of one matrix, so the transition matrix over $[0, t]$ is a plain matrix exponential:
+#
+# $$\bar Q_t = \exp\!\big(\bar\sigma(t)\, R\big), \qquad \bar\sigma(t) = \int_0^t \sigma(s)\,ds .$$
+#
+# Since $(R + I)^2 = R + I$, the series sums to $e^{-\bar\sigma}I + (1 - e^{-\bar\sigma})(R + I)$: section 1's closed
+# form with $\bar\alpha_t = e^{-\bar\sigma(t)}$. So MDLM's keep probability $\alpha_t$ comes from the rate
+# $\sigma(t) = -\alpha'_t/\alpha_t$ (for the linear schedule $1/(1-t)$, which blows up at $t = 1$, where every
+# token must be masked), and D3PM's uniform and absorbing chains, whose steps are $Q_t = \exp(-\log(1-\beta_t)\,R)$,
+# are CTMCs observed at whole steps. (MDLM's and SEDD's code write the schedule through $\bar\sigma$:
+# `masked.LogLinearSchedule` has $\bar\sigma(t) = -\log(1 - (1-\epsilon)t)$, with $\epsilon$ a small constant.) **Check 6.1**: the matrix
+# exponential against the product of D3PM's one-step matrices ($K = 12$), and against
+# $\alpha_t I + (1-\alpha_t)\mathbf 1 e_m^\top$ for MDLM's schedules, with $\bar\sigma$ integrated numerically
+# from `MaskSchedule.rate`.
+
+# %%
+show_source(d3pm.rate_matrix)
+ctmc_err = {}
+for kind in ("uniform", "absorbing"):
+    rates = d3pm.rate_matrix(kind, K_SMALL)                      # absorbing: [MASK] is the last id, as in `small`
+    ctmc_err[kind] = max(float((d3pm.ctmc_transition(rates, -math.log(float(small[kind].alpha_bars[t])))
+                                - small[kind].Qbar(t)).abs().max()) for t in (100, 500, 900))
+gl_nodes, gl_weights = (torch.as_tensor(a) for a in np.polynomial.legendre.leggauss(64))
+
+
+def integrated_rate(schedule, t):
+    """sigma-bar(t) = int_0^t sigma(s) ds, by 64-point Gauss-Legendre quadrature."""
+    return float((t / 2 * gl_weights * schedule.rate(t * (gl_nodes + 1) / 2)).sum())
+
+
+R_abs, e_mask = d3pm.rate_matrix("absorbing", K_SMALL), torch.zeros(K_SMALL, K_SMALL, dtype=torch.float64)
+e_mask[:, -1] = 1.0                                                       # 1 e_m^T
+mdlm_ctmc_err = 0.0
+for name in ("linear", "cosine"):
+    sched = masked.get_schedule(name)
+    for t in (0.25, 0.5, 0.9):
+        alpha_t = float(sched.alpha(t))
+        closed_abs = alpha_t * torch.eye(K_SMALL, dtype=torch.float64) + (1 - alpha_t) * e_mask
+        gap = float((d3pm.ctmc_transition(R_abs, integrated_rate(sched, t)) - closed_abs).abs().max())
+        mdlm_ctmc_err = max(mdlm_ctmc_err, gap)
+print("D3PM, K = 12, t = 100, 500, 900: max |exp(sigma-bar R) - Q_1 Q_2 ... Q_t| "
+      + ", ".join(f"{k} {below(v, 1e-10)}" for k, v in ctmc_err.items()))
+print("MDLM linear and cosine schedules, t = 0.25, 0.5, 0.9:",
+      f"max |exp(sigma-bar R) - (alpha_t I + (1 - alpha_t) 1 e_m^T)| {below(mdlm_ctmc_err, 1e-10)}")
+print("rate of the linear schedule, sigma(t) = 1/(1 - t), at t = 0.5, 0.9, 0.99:",
+      ", ".join(f"{float(masked.get_schedule('linear').rate(t)):.1f}" for t in (0.5, 0.9, 0.99)))
+
+# %% [markdown]
+# **The concrete score.** *Intuition.* Chapter 1's reverse process was driven by the score $\nabla_x \log q_t(x)$,
+# the direction in which probability grows. Token sequences have no gradient; the nearest thing is to compare $x$
+# with its **neighbours**, the sequences $y$ that differ from it in one position. SEDD's **concrete score** is the
+# vector of ratios $p_t(y)/p_t(x)$ over the neighbours, and a SEDD network learns it (with a "score entropy" loss).
+# The reverse of a CTMC is a CTMC whose rates are the forward ones turned around and multiplied by these ratios,
+# $\hat R_t(x \to y) = \sigma(t) R_{y^\ell x^\ell}\, p_t(y)/p_t(x)$ for $y$ that differs from $x$ at position $\ell$,
+# so the ratios are all that sampling needs.
+# *The math.* With absorbing noise the only moves back are unmaskings: $x_t$ has position $\ell$ masked, and $y$ is
+# $x_t$ with $y^\ell = v$. A noisy sequence with visible positions $U$ and masked positions $M$ has probability
+# $p_t(x_t) = \alpha_t^{|U|}(1-\alpha_t)^{|M|}\, p_0(x^U = x_t^U)$, and $y$ has one visible position more, so
+# (Ou et al. 2024, RADD, Theorem 1)
+#
+# $$\frac{p_t(y)}{p_t(x_t)} = \frac{\alpha_t}{1-\alpha_t}\; p_0\big(x^\ell = v \mid \text{visible part of } x_t\big).$$
+#
+# The reverse chain therefore unmasks position $\ell$ to $v$ at rate
+# $\sigma(t)\frac{\alpha_t}{1-\alpha_t}\,p_0(v\mid\cdot) = w(t)\, p_0(v\mid\cdot)$, with $w$ the NELBO weight of
+# section 5: SEDD's score with absorbing noise is MDLM's denoiser times a known function of $t$. **Check 6.2**:
+# `masked.noisy_joint` lists the toy's $3^4 = 81$ noisy sequences with their exact probabilities (a sum over the
+# 16 clean ones), `masked.concrete_score` divides them, and every ratio at a masked position is compared with
+# $\alpha_t/(1-\alpha_t)$ times section 6's exact denoiser, at three times.
+
+# %%
+show_source(masked.concrete_score)
+lin = masked.get_schedule("linear")
+score_gap = 0.0
+for t in (0.1, 0.5, 0.9):
+    alpha_t = float(lin.alpha(t))
+    noisy, _ = masked.noisy_joint(toy, alpha_t)
+    ratios = masked.concrete_score(toy, alpha_t)[..., :toy.K]               # y^l = v for the symbols v (not [MASK])
+    rhs = alpha_t / (1 - alpha_t) * torch.softmax(exact(noisy), -1)[..., :toy.K]   # exact p_data(x^l = v | visible)
+    at_mask = noisy == toy.mask_id
+    score_gap = max(score_gap, float((ratios[at_mask] - rhs[at_mask]).abs().max()))
+    assert abs(float(lin.rate(t)) * alpha_t / (1 - alpha_t) - float(lin.weight(t))) < 1e-12   # sigma a/(1-a) = w
+print(f"{len(noisy)} noisy sequences, {int(at_mask.sum()) * toy.K} ratios at masked positions, at each of "
+      "t = 0.1, 0.5, 0.9: max |p_t(y) / p_t(x_t) - alpha_t / (1 - alpha_t) p_data(v | visible)|",
+      below(score_gap, 1e-9))
+xt_ex = torch.tensor([[1, toy.mask_id, 1, toy.mask_id]])                    # 1 [M] 1 [M]
+alpha_t = float(lin.alpha(0.2))
+row = int((masked.noisy_joint(toy, alpha_t)[0] == xt_ex).all(1).nonzero())
+ratios_ex = masked.concrete_score(toy, alpha_t)[row, 1, :toy.K]
+cond_ex = torch.softmax(exact(xt_ex), -1)[0, 1, :toy.K]
+print(f"x_t = 1 [M] 1 [M] at t = 0.2, alpha_t / (1 - alpha_t) = {alpha_t / (1 - alpha_t):.0f}: ratios with position 2 "
+      f"set to 0, 1: {', '.join(f'{float(r):.3f}' for r in ratios_ex)}; "
+      f"p_data(x^2 = 0, 1 | 1 _ 1 _) = {', '.join(f'{float(p):.3f}' for p in cond_ex)}")
+
+# %% [markdown]
+# **A denoiser without a clock.** *Intuition.* Why can MDLM's denoiser (section 5) and LLaDA's do without a time
+# input, when D3PM feeds $t$ to its network? Under absorbing noise a visible token is certainly clean and a masked
+# one says nothing about its word; the time only says how many masks to expect, and the input shows them anyway.
+# *The math.* The posterior over clean sequences is
+# $p(x_0\mid x_t) \propto p_0(x_0)\prod_\ell q_t(x_t^\ell\mid x_0^\ell)$. Every $x_0$ that agrees with the visible
+# tokens gets the same factor $\alpha_t^{|U|}(1-\alpha_t)^{|M|}$, every other gets 0, so the factor cancels:
+# $p(x_0\mid x_t) = p_0(x_0 \mid x_0^U = x_t^U)$, free of $t$ (RADD; MDLM's time-independent parameterisation).
+# Under uniform noise a visible token may itself be noise, with a probability set by $t$, so the posterior moves
+# with $t$ and the denoiser needs the clock. The same fact makes section 7's cached sampler exact. **Check 6.3**:
+# the exact posterior over the 16 clean sequences, for every noisy sequence, at $t = 0.2, 0.5, 0.8$.
+
+# %%
+posterior_drift, n_noisy, example = {}, {}, {}
+i_clean = int((toy.sequences == torch.tensor([1, 0, 1, 0])).all(1).nonzero())
+for kind, shown in (("absorbing", [1, toy.mask_id, 1, toy.mask_id]), ("uniform", [1, 0, 1, 0])):
+    posts = []
+    for t in (0.2, 0.5, 0.8):
+        noisy, joint = masked.noisy_joint(toy, float(lin.alpha(t)), kind)
+        posts.append(joint / joint.sum(0))                # column j: p(x_0 | x_t = noisy[j]) over the clean sequences
+    posterior_drift[kind] = max(float((p - posts[0]).abs().max()) for p in posts[1:])
+    n_noisy[kind] = len(noisy)
+    col = int((noisy == torch.tensor(shown)).all(1).nonzero())
+    example[kind] = [float(p[i_clean, col]) for p in posts]
+print(f"absorbing noise: max over {n_noisy['absorbing']} noisy x 16 clean sequences of "
+      f"|p(x_0 | x_t) at t = 0.5 or 0.8 - at t = 0.2| {below(posterior_drift['absorbing'], 1e-12)}")
+print(f"uniform noise:   the same over {n_noisy['uniform']} x 16 sequences: {posterior_drift['uniform']:.3f}")
+print("p(x_0 = 1010 | x_t) at t = 0.2, 0.5, 0.8: absorbing, x_t = 1 [M] 1 [M]:",
+      ", ".join(f"{v:.3f}" for v in example["absorbing"]), "; uniform, x_t = 1010:",
+      ", ".join(f"{v:.3f}" for v in example["uniform"]))
+assert posterior_drift["uniform"] > 0.1 and example["uniform"][0] > example["uniform"][1] > example["uniform"][2]
+
+# %% [markdown]
+# The last line is the whole argument in one example: given $1\,[M]\,1\,[M]$, the chance that the clean sequence
+# was $1010$ is the same at every $t$; given the visible $1010$ under uniform noise, the same question gets a smaller
+# answer the later the time, because an older noise has replaced more tokens. Only a clock can say how old it is.
+
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Experiments on the course language
@@ -691,7 +835,7 @@ ax.plot(live_hist["step"], live_hist["train_loss"], color=viz.COLORS["diffusion"
 ax.plot(live_hist["eval_step"], live_hist["valid_nll"], "o", color="k", label="validation NELBO")
 ax.axhline(H, color=viz.COLORS["exact"], ls="--", label="exact entropy")
 ax.set(xlabel="step", ylabel="nats / token", title="MDLM, the first 60 steps")
-ax.legend()
+ax.legend(fontsize=10)
 plt.show()
 print(f"loss {live_hist['train_loss'][0]:.2f} -> {live_hist['train_loss'][-1]:.2f} nats/token in {live_hist['seconds']:.0f} s")
 assert live_hist["train_loss"][-1] < 0.8 * live_hist["train_loss"][0]
@@ -720,7 +864,7 @@ for name, key in MODELS.items():
 ax.axhline(H, color=viz.COLORS["exact"], ls="--", label=f"exact entropy {H:.3f}")
 ax.set(xlabel="training tokens (millions)", ylabel="validation NLL or bound (nats / token)", ylim=(H - 0.1, 5.5),
        title="Learning curves: same Transformer, four objectives")
-ax.legend()
+ax.legend(fontsize=10)
 plt.show()
 
 # %% [markdown]
@@ -827,12 +971,12 @@ with torch.no_grad():
             vb = nz.vb_terms(textlm.d3pm_logits(models[name], xt, tt, 1000), x0, xt, tt)
             vals.append(float(1000 * vb.sum() / ntok))
         prof[name] = np.array(vals)
-fig, ax = plt.subplots(figsize=(7, 3.6))
+fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
 for name, v in prof.items():
     ax.plot(t_prof / 1000, v, "o-", color=MODEL_COLORS[name], label=f"{name}: area {v.mean():.2f} nats/token")
 ax.set(xlabel="t / T (fraction of the way to pure noise)", ylabel=r"$T \cdot L_{t-1}$ (nats / token)",
        title="The D3PM bound is the area under each curve", xlim=(0, 1))
-ax.legend()
+fig.legend(loc="outside lower center", ncol=2, fontsize=10)
 plt.show()
 absorb, unif = prof["D3PM absorbing"], prof["D3PM uniform"]
 print(f"absorbing: {absorb[0]:.2f} nats at t/T = {t_prof[0] / 1000:.3f}, {absorb[-1]:.2f} at {t_prof[-1] / 1000:.3f} "
@@ -1047,17 +1191,18 @@ print("model | position passes | valid  | +- s.e.")
 for fam, pts in points.items():
     for c, f, n in pts:
         print(f"{fam:5s} | {c / 1e6:11.1f}M   | {f:6.1%} | {math.sqrt(f * (1 - f) / n):6.1%}")
-fig, ax = plt.subplots(figsize=(7, 4))
+fig, ax = plt.subplots(figsize=(8, 4.4))
 for fam, color in (("AR", viz.COLORS["ar"]), ("MDLM", viz.COLORS["diffusion"])):
     c, f, n = (np.array(z, dtype=float) for z in zip(*points[fam]))
     ax.errorbar(c, 100 * f, yerr=200 * np.sqrt(f * (1 - f) / n), fmt="o-", color=color, capsize=3,
                 label=f"{fam} ({'lm_ar' if fam == 'AR' else 'lm_mdlm_packed'} recipe)")
 ax.set_xscale("log")
-ax.set_xticks([1.6e6, 3.2e6, 6.4e6, 12.8e6], ["1.6M", "3.2M", "6.4M", "12.8M"])
+budgets = sorted({c for pts in points.values() for c, _, _ in pts})                   # the computes measured
+ax.set_xticks(budgets, [f"{c / 1e6:.1f}M" for c in budgets], rotation=45)
 ax.set_xticks([], minor=True)
 ax.set(xlabel="training compute (position passes, log scale)", ylabel="valid samples (%, 2 s.e. bars)",
        title="Sample validity against training compute")
-ax.legend(loc="lower right")
+ax.legend(loc="lower right", fontsize=10)
 fig.tight_layout()
 plt.show()
 
@@ -1117,37 +1262,41 @@ for temp, v in cooled.items():
     print(f"random, temperature {temp}, 41 steps: valid {v['valid_fraction']:.1%}, mean length {v['mean_length']:.2f} "
           f"(data {v['data_mean_length']:.2f}), distinct {v['distinct']:.1%}")
 
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
 for order, ls in (("random", "-"), ("confidence", "--")):
     grid = sorted(s for o, s in sweep if o == order)
     axes[0].semilogx(grid, [sweep[order, s]["valid_fraction"] for s in grid], "o" + ls,
                      color=viz.COLORS["diffusion"], label=f"MDLM, {order} order")
-    axes[1].semilogx(grid, [sweep[order, s]["mean_length"] for s in grid], "o" + ls,
-                     color=viz.COLORS["diffusion"], label=f"MDLM, {order} order")
+    axes[1].semilogx(grid, [sweep[order, s]["mean_length"] for s in grid], "o" + ls, color=viz.COLORS["diffusion"])
 PACKED_COLOR = "#00555a"          # a darker shade of the diffusion colour
 axes[0].plot([41], [vp["valid_fraction"]], "*", ms=14, color=PACKED_COLOR, label="MDLM packed, random order")
-axes[1].plot([41], [vp["mean_length"]], "*", ms=14, color=PACKED_COLOR, label="MDLM packed, random order")
+axes[1].plot([41], [vp["mean_length"]], "*", ms=14, color=PACKED_COLOR)
 axes[0].axhline(val["AR"]["valid_fraction"], color=viz.COLORS["ar"], label="AR")
 axes[0].axhline(0.85, color="k", ls=":", lw=1, label="course target for MDLM (85%)")
 axes[1].axhline(val["AR"]["data_mean_length"], color=viz.COLORS["data"], ls=":", label="data")
 axes[0].set(xlabel="sampling steps", ylabel="valid samples", ylim=(0, 1), title="Validity")
 axes[1].set(xlabel="sampling steps", ylabel="mean length (words)", title="Length")
-axes[0].legend(fontsize=8)
-axes[1].legend(fontsize=8)
+for ax in axes:
+    ax.set_xticks(step_grid, [str(s) for s in step_grid])          # the step counts that were sampled
+    ax.set_xticks([], minor=True)
+(h0, l0), (h1, l1) = (ax.get_legend_handles_labels() for ax in axes)
+fig.legend(h0 + h1, l0 + l1, loc="outside lower center", ncol=3, fontsize=10)     # one legend for both panels
+plt.show()
+
+fig, ax = plt.subplots(figsize=(9, 3.8), layout="constrained")
 bins = np.arange(0, 31)
-axes[2].hist([len(s) for s in train_sents[:5000]], bins=bins, density=True, histtype="step", lw=2,
-             color=viz.COLORS["data"], label="data")
-axes[2].hist([len(s) for s in ar_samples if s is not None], bins=bins, density=True, histtype="step", lw=1.5,
-             color=viz.COLORS["ar"], label="AR")
-axes[2].hist(sweep["random", 41]["lengths"], bins=bins, density=True, histtype="step", lw=1.5,
-             color=viz.COLORS["diffusion"], label="MDLM random, 41 steps")
-axes[2].hist(sweep["confidence", 41]["lengths"], bins=bins, density=True, histtype="step", lw=1.5, ls="--",
-             color=viz.COLORS["diffusion"], label="MDLM confidence, 41 steps")
-axes[2].hist([len(s) for s in packed_samples if s is not None], bins=bins, density=True, histtype="step", lw=2,
-             color=PACKED_COLOR, label="MDLM packed, random, 41 steps")
-axes[2].set(xlabel="sentence length (words)", ylabel="density", title="Length distributions")
-axes[2].legend(fontsize=8)
-fig.tight_layout()
+ax.hist([len(s) for s in train_sents[:5000]], bins=bins, density=True, histtype="step", lw=2,
+        color=viz.COLORS["data"], label="data")
+ax.hist([len(s) for s in ar_samples if s is not None], bins=bins, density=True, histtype="step", lw=1.5,
+        color=viz.COLORS["ar"], label="AR")
+ax.hist(sweep["random", 41]["lengths"], bins=bins, density=True, histtype="step", lw=1.5,
+        color=viz.COLORS["diffusion"], label="MDLM random, 41 steps")
+ax.hist(sweep["confidence", 41]["lengths"], bins=bins, density=True, histtype="step", lw=1.5, ls="--",
+        color=viz.COLORS["diffusion"], label="MDLM confidence, 41 steps")
+ax.hist([len(s) for s in packed_samples if s is not None], bins=bins, density=True, histtype="step", lw=2,
+        color=PACKED_COLOR, label="MDLM packed, random, 41 steps")
+ax.set(xlabel="sentence length (words)", ylabel="density", title="Length distributions")
+ax.legend(loc="upper right", fontsize=10)
 plt.show()
 print("confidence order, 41 steps, first samples:")
 for s in textlm.to_sentences(bank["mdlm_confidence_41"][:6], tok):
@@ -1204,7 +1353,7 @@ print(f"wall-clock speed-up {speedup:.1f}x (network calls: {cache_rows[0][2] / c
 assert all(c_plain >= 10 * c_cache for _, _, c_plain, c_cache in cache_rows)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Demo 2b: denoising playback.** One MDLM sample, 41 steps, in random order and in confidence
+# **Demo 2c: denoising playback.** One MDLM sample, 41 steps, in random order and in confidence
 # order (same seed). Drag the step: masked positions are grey; each word is coloured by the
 # step at which it was unmasked, and the word unmasked at the current step is outlined. Watch what
 # comes first in both orders: [PAD]s, the model's likeliest token. Confidence order commits one [PAD] at a
@@ -1217,8 +1366,7 @@ demo_playback
 
 # %%
 _ = demo_playback.static([{"step": k, "order": o} for o in ("random order", "confidence order") for k in (12, 41)],
-                         ncols=2, width=8, titles=[f"{o}, step {k} of 41" for o in ("random order", "confidence order")
-                                                   for k in (12, 41)])
+                         ncols=1, width=10, titles=[""] * 4)        # each frame carries its title (order and step)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -1253,19 +1401,30 @@ print(f"{'exact denoiser: NELBO = -log p_data':38s} | {'tight':>6s} | {'MDLM: an
       f"{below(gap_exact, 1e-12):>6s} | max gap, enumerable toy")
 print(f"{'NELBO invariant to the schedule':38s} | {'exact':>6s} | {'MDLM section 3.2':36s} | {z:+6.2f} | "
       "linear - cosine, in standard errors")
+print(f"{'CTMC: exp(sigma-bar R) = Q-bar_t':38s} | {'exact':>6s} | {'Campbell et al. 2022; SEDD':36s} | "
+      f"{below(max(ctmc_err.values()), 1e-10):>6s} | max error, K = 12 (section 6.1)")
+print(f"{'concrete score = a/(1-a) x denoiser':38s} | {'exact':>6s} | {'RADD, Theorem 1':36s} | "
+      f"{below(score_gap, 1e-9):>6s} | max error, enumerable toy")
+print(f"{'absorbing posterior free of t':38s} | {'exact':>6s} | {'RADD; MDLM (no time input)':36s} | "
+      f"{below(posterior_drift['absorbing'], 1e-12):>6s} | max change; uniform noise: {posterior_drift['uniform']:.3f}")
 
-fig, ax = plt.subplots(figsize=(11, 4.2))
-labels = ["D3PM absorbing / uniform\nbound (paper: text8)", "D3PM absorbing / uniform\nbound (paper: LM1B)",
-          "MDLM / AR perplexity\n(paper: LM1B; ours: recipes)", "MDLM / AR perplexity\n(paper: OWT; ours: equal tokens)"]
+fig, ax = plt.subplots(figsize=(10, 5))
+labels = ["D3PM absorbing /\nuniform bound\n(paper: text8)", "D3PM absorbing /\nuniform bound\n(paper: LM1B)",
+          "MDLM / AR perplexity\n(paper: LM1B;\nours: recipes)",
+          "MDLM / AR perplexity\n(paper: OWT;\nours: equal tokens)"]
 likelihood_rows = rows[:4]                                   # the speed-up is not a likelihood ratio: table only
 assert abs_vs_unif < min(rows[0][1], rows[1][1]) and all(r[3] > 1 for r in rows[2:4])      # the text below
 xpos = np.arange(len(likelihood_rows))
-ax.bar(xpos - 0.2, [r[1] for r in likelihood_rows], 0.4, color="#bdbdbd", label="paper")
-ax.bar(xpos + 0.2, [r[3] for r in likelihood_rows], 0.4, color=viz.COLORS["diffusion"], label="this notebook")
+for dx, col, color, who in ((-0.2, 1, "#bdbdbd", "paper"), (0.2, 3, viz.COLORS["diffusion"], "this notebook")):
+    bars = ax.bar(xpos + dx, [r[col] for r in likelihood_rows], 0.4, color=color, label=who)
+    ax.bar_label(bars, fmt="%.2f", fontsize=11, padding=2)
 ax.axhline(1, color="k", lw=0.8)
-ax.set_xticks(xpos, labels, fontsize=10)
-ax.set(ylabel="ratio of bounds or perplexities", title="Likelihood ratios: the papers beside the course language")
-ax.legend(loc="upper left")
+ax.set_xticks(xpos, labels, fontsize=11)
+ax.tick_params(axis="y", labelsize=11)
+ax.set_ylim(0, 1.6)
+ax.set_ylabel("ratio of bounds or perplexities", fontsize=12)
+ax.set_title("Likelihood ratios: the papers beside the course language", fontsize=13)
+ax.legend(loc="upper left", ncol=2, fontsize=11)
 fig.tight_layout()
 plt.show()
 
@@ -1275,7 +1434,9 @@ plt.show()
 # lower than the papers', partly because the uniform model is undertrained (section 7); and at this size absorbing
 # D3PM edges out MDLM, where the MDLM paper reports the reverse at scale (section 7 says what we did and did not
 # separate). The exact results carry over exactly: with a perfect denoiser the bound is tight, and it does not
-# depend on the noise schedule.
+# depend on the noise schedule. So do the identities that link this chapter to the continuous-time papers
+# (section 6.1): the forward process is a CTMC with $\bar Q_t = \exp(\bar\sigma(t) R)$, SEDD's concrete score is
+# $\alpha_t/(1-\alpha_t)$ times MDLM's denoiser, and that denoiser needs no time input, all to round-off on the toy.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Key terms
@@ -1292,6 +1453,12 @@ plt.show()
 #   one sentence and [PAD]s; the same compute then trains on about four times as many real tokens (section 7).
 # - **Masked diffusion**: the family (MDLM, LLaDA) whose denoiser fills in [MASK]s; with a perfect
 #   denoiser, an any-order autoregressive model with a tight bound (section 6).
+# - **CTMC and rate matrix**: a continuous-time Markov chain jumps from $i$ to $j$ at rate $\sigma(t) R_{ij}$ (rows of
+#   the rate matrix $R$ sum to 0); its transition matrix is $\bar Q_t = \exp(\bar\sigma(t) R)$. Masking at rate
+#   $\sigma(t) = -\alpha'_t/\alpha_t$ is MDLM's forward process (section 6.1).
+# - **Concrete score** (SEDD): the discrete analogue of the score $\nabla_x\log p_t(x)$, the ratios $p_t(y)/p_t(x)$ over
+#   the neighbours $y$ of $x$ (one position changed); with absorbing noise, $\alpha_t/(1-\alpha_t)$ times the
+#   clean-data conditional that MDLM's time-free denoiser learns (section 6.1).
 #
 # ## References
 #
@@ -1305,15 +1472,21 @@ plt.show()
 # - S. Nie, F. Zhu, C. Du, T. Pang, Q. Liu, G. Zeng, M. Lin, C. Li. *Scaling up Masked Diffusion
 #   Models on Text* (SMDM). ICLR 2025.
 # - S. Nie et al. *Large Language Diffusion Models* (LLaDA). arXiv:2502.09992 (chapter 3).
+# - A. Campbell, J. Benton, V. De Bortoli, T. Rainforth, G. Deligiannidis, A. Doucet. *A Continuous Time Framework
+#   for Discrete Denoising Models*. NeurIPS 2022, arXiv:2205.14987.
+# - A. Lou, C. Meng, S. Ermon. *Discrete Diffusion Modeling by Estimating the Ratios of the Data Distribution*
+#   (SEDD). ICML 2024, arXiv:2310.16834.
+# - J. Ou, S. Nie, K. Xue, F. Zhu, J. Sun, Z. Li, C. Li. *Your Absorbing Discrete Diffusion Secretly Models the
+#   Conditional Distributions of Clean Data* (RADD). ICLR 2025, arXiv:2406.03736.
 #
 # ## Exercises
 #
 # | | exercise | checker |
 # |---|---|---|
-# | 2.1 | $\bar Q_t$ in closed form for uniform and absorbing noise | `exercises.check_qbar` |
-# | 2.2 | the D3PM posterior $q(x_{t-1}\mid x_t, x_0)$ | `exercises.check_d3pm_posterior` |
-# | 2.3 | the SUBS parameterisation | `exercises.check_subs` |
-# | 2.4 | the MDLM loss with the linear schedule | `exercises.check_mdlm_loss` |
+# | 1.1 | $\bar Q_t$ in closed form for uniform and absorbing noise | `exercises.check_qbar` |
+# | 2.1 | the D3PM posterior $q(x_{t-1}\mid x_t, x_0)$ | `exercises.check_d3pm_posterior` |
+# | 5.1 | the SUBS parameterisation | `exercises.check_subs` |
+# | 5.2 | the MDLM loss with the linear schedule | `exercises.check_mdlm_loss` |
 #
 # Going further (no checker): (a) add the nearest-neighbour transition matrix of D3PM App. A.2.3 on
 # word embeddings of the AR model and compare its heatmap with the Gaussian one; (b) retrain MDLM

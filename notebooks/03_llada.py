@@ -252,13 +252,13 @@ _ = demo_mask.static([{"t": i} for i in (4, 10, 16)], ncols=1, width=11,
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn — Exercise 3.1.** Write LLaDA's forward process: one $t\sim U(0,1)$ per row,
+# **Your turn — Exercise 1.1.** Write LLaDA's forward process: one $t\sim U(0,1)$ per row,
 # $p_\text{mask} = (1-\varepsilon)t + \varepsilon$, each token masked independently.
 
 # %% tags=["solution"]
 def my_forward_process(x0, mask_id, generator, eps=1e-3):
     """Returns (noisy, masked, p_mask) with p_mask of shape (B,)."""
-    ### BEGIN SOLUTION Exercise 3.1: LLaDA's forward process
+    ### BEGIN SOLUTION Exercise 1.1: LLaDA's forward process
     t = torch.rand(x0.shape[0], generator=generator, dtype=torch.float64)
     p_mask = (1 - eps) * t + eps
     masked_ = torch.rand(x0.shape, generator=generator, dtype=torch.float64) < p_mask[:, None]
@@ -269,13 +269,13 @@ def my_forward_process(x0, mask_id, generator, eps=1e-3):
 _ = exercises.check_forward_process(my_forward_process)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn — Exercise 3.2.** Write the pretraining loss from the forward process's outputs and the
+# **Your turn — Exercise 1.2.** Write the pretraining loss from the forward process's outputs and the
 # logits. Mind the normaliser and the [MASK] logit.
 
 # %% tags=["solution"]
 def my_pretrain_loss(logits, x0, noisy, masked_, p_mask):
     """Masked-token cross-entropy / p_mask, summed, divided by B * L."""
-    ### BEGIN SOLUTION Exercise 3.2: LLaDA's pretraining loss
+    ### BEGIN SOLUTION Exercise 1.2: LLaDA's pretraining loss
     logits = logits.clone()
     logits[..., 1] = -math.inf                           # [MASK] (id 1) is never a prediction
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
@@ -418,12 +418,12 @@ show_source(llada.num_transfer_tokens)
 print(llada.num_transfer_tokens(torch.tensor([10, 41, 3]), 4))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn — Exercise 3.3.** Write `get_num_transfer_tokens`: `mask_count` (B,) tokens to unmask in
+# **Your turn — Exercise 4.1.** Write `get_num_transfer_tokens`: `mask_count` (B,) tokens to unmask in
 # `steps` steps; every step gets `mask_count // steps`, and the first `mask_count % steps` steps one more.
 
 # %% tags=["solution"]
 def my_num_transfer_tokens(mask_count, steps):
-    ### BEGIN SOLUTION Exercise 3.3: spread the tokens to commit evenly over the steps
+    ### BEGIN SOLUTION Exercise 4.1: spread the tokens to commit evenly over the steps
     base, rem = mask_count // steps, mask_count % steps
     out = base[:, None].repeat(1, steps)
     out += (torch.arange(steps)[None] < rem[:, None]).long()
@@ -434,12 +434,12 @@ def my_num_transfer_tokens(mask_count, steps):
 _ = exercises.check_num_transfer_tokens(my_num_transfer_tokens)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn — Exercise 3.4.** One step of low-confidence remasking at temperature 0: propose the
+# **Your turn — Exercise 4.2.** One step of low-confidence remasking at temperature 0: propose the
 # argmax token at every masked position ([MASK] excluded), and commit the `k[b]` most confident of them.
 
 # %% tags=["solution"]
 def my_low_confidence_step(x, logits, k, mask_id):
-    ### BEGIN SOLUTION Exercise 3.4: one low-confidence remasking step
+    ### BEGIN SOLUTION Exercise 4.2: one low-confidence remasking step
     logits = logits.double().clone()
     logits[..., mask_id] = -math.inf
     p = torch.softmax(logits, -1)
@@ -563,7 +563,8 @@ assert sweep[("low_confidence", "temperature", 0.7)]["valid_fraction"] < lc(41)[
 # `./course artefacts ch3_complete`, with `tasks.answer_instructions`; they are graded here). Unsupervised
 # classifier-free guidance (SMDM; `cfg_scale` $w$) contrasts the prediction with and without the
 # prompt, $\tilde p \propto p(r_0\mid p_0, r_t)^{1+w} / p(r_0\mid \texttt{[MASK]}\cdots, r_t)^{w}$, which
-# sharpens the answer's dependence on the prompt.
+# sharpens the answer's dependence on the prompt. It is chapter 1's guidance formula (section 8, on the digits)
+# applied to log-probabilities, with the prompt as the condition and an all-[MASK] prompt as "no condition".
 
 # %%
 comp7 = recipes.complete_prompts()
@@ -951,9 +952,9 @@ print(f"largest size, each with its recipe's budget: MDM / AR perplexity (valida
 # has a known floor (2.92 nats/token), and every AR model, even the 0.1M-parameter one, ends within
 # 0.02 of it: at this scale the AR frontier runs into the floor instead of following a power law. Second,
 # the MDM never reaches the AR models' final loss within its recipe; its bound stops at 3.14 (the largest
-# size). So the factor can only be measured at the losses both frontiers pass through, 3.2 nats and
+# size). So the factor can only be measured at the losses both frontiers pass through, 1.2 nats and
 # above. Counted on real tokens, it is a flat two to three times over most of that range (the table: about
-# 2.5x from 4.6 down to 3.6 nats, 3x at 3.5), and climbs steeply below 3.4 nats (3.6x at 3.3, 12x at 3.2), where
+# 2.5x from 4.6 down to 3.6 nats, 3x at 3.5), and climbs steeply below 4.2 nats (3.6x at 3.3, 12x at 3.2), where
 # the MDM's best run is flattening out at the end of its recipe: the single large number at the lowest shared
 # loss says more about where our MDM runs stop than about the two objectives, and it is not the number to
 # compare with SMDM's 16x.
@@ -1038,10 +1039,10 @@ for r in rows:
 #
 # | | exercise | checker |
 # |---|---|---|
-# | 3.1 | LLaDA's forward process | `exercises.check_forward_process` |
-# | 3.2 | the pretraining loss | `exercises.check_pretrain_loss` |
-# | 3.3 | `get_num_transfer_tokens` | `exercises.check_num_transfer_tokens` |
-# | 3.4 | one low-confidence remasking step | `exercises.check_low_confidence_step` |
+# | 1.1 | LLaDA's forward process | `exercises.check_forward_process` |
+# | 1.2 | the pretraining loss | `exercises.check_pretrain_loss` |
+# | 4.1 | `get_num_transfer_tokens` | `exercises.check_num_transfer_tokens` |
+# | 4.2 | one low-confidence remasking step | `exercises.check_low_confidence_step` |
 #
 # Going further (no checker): (a) sample from chapter 2's padded `lm_mdlm` with low-confidence remasking and
 # compare its mean length with the packed model's in section 4: what does the padding change? (b) add a `[copy]` instruction and compare

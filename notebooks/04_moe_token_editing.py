@@ -130,13 +130,13 @@ print("Switch auxiliary loss of a uniform router:", moe.switch_aux_loss(probs, e
 assert abs(moe.switch_aux_loss(probs, experts, 4).item() - 1.0) < 1e-6
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn -- Exercise 4.1.** Write softmax top-$k$ routing: softmax over the experts, keep the $k$ best
+# **Your turn -- Exercise 1.1.** Write softmax top-$k$ routing: softmax over the experts, keep the $k$ best
 # (best first), renormalise their weights to sum to 1; refuse $k > E$.
 
 # %% tags=["solution"]
 def my_topk_routing(logits, k):
     """logits (T, E) -> (experts (T, k) long, weights (T, k))."""
-    ### BEGIN SOLUTION Exercise 4.1: top-k routing
+    ### BEGIN SOLUTION Exercise 1.1: top-k routing
     if k > logits.shape[-1]:
         raise ValueError(f"top-k = {k} is larger than the number of experts {logits.shape[-1]}")
     p = torch.softmax(logits, dim=-1)
@@ -176,14 +176,14 @@ assert calc.total == moe_model.n_params()
 # experts run per token: that is how a "16B" model costs about as much per token as a 1.4B dense one. Note
 # the embedding and LM head (0.64B together) are a large share of mini's *active* parameters.
 #
-# **Your turn -- Exercise 4.2.** Write the calculator for a config dict (the checker's docstring gives the
+# **Your turn -- Exercise 1.2.** Write the calculator for a config dict (the checker's docstring gives the
 # conventions: SwiGLU has three matrices, $W_q, W_o$ are hidden x heads x head_dim, $W_k, W_v$ hidden x
 # kv_heads x head_dim, the router is hidden x experts per MoE layer, two RMSNorms per layer plus a final one).
 
 # %% tags=["solution"]
 def my_param_count(cfg):
     """cfg: dict of a MoE Transformer -> (total, active)."""
-    ### BEGIN SOLUTION Exercise 4.2: total and active parameters
+    ### BEGIN SOLUTION Exercise 1.2: total and active parameters
     h = cfg["hidden"]
     attn = 2 * h * cfg["n_heads"] * cfg["head_dim"] + 2 * h * cfg["n_kv_heads"] * cfg["head_dim"]
     n_moe = cfg["n_layers"] - cfg["n_dense_layers"]
@@ -430,13 +430,13 @@ fig = demo_block.static([{"block": i} for i in range(5)], ncols=5, width=3.2)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn -- Exercise 4.3.** Build the training mask over $[x_t ; x_0]$ from the four cases above (a boolean
+# **Your turn -- Exercise 2.1.** Build the training mask over $[x_t ; x_0]$ from the four cases above (a boolean
 # $2L \times 2L$ tensor, True = may attend); refuse a block size that does not divide $L$.
 
 # %% tags=["solution"]
 def my_block_mask(L, block_size):
     """(2L, 2L) bool: rows are queries (x_t then x_0), columns keys in the same order."""
-    ### BEGIN SOLUTION Exercise 4.3: the block-diffusion mask
+    ### BEGIN SOLUTION Exercise 2.1: the block-diffusion mask
     if L % block_size:
         raise ValueError(f"block_size {block_size} does not divide L = {L}")
     b = torch.arange(L) // block_size
@@ -681,7 +681,7 @@ assert best_tpf >= 2.5, "bar: threshold decoding reaches >= 2.5 TPF within 2 poi
 
 # %% [markdown]
 # On sums, confidence thresholds are almost free: at $\tau = 0.95$ (LLaDA 2.0's evaluation setting) the decoder
-# writes 4.2 times as many tokens per forward pass as one token per step (2.62 against 0.62), with the same
+# writes 1.2 times as many tokens per forward pass as one token per step (2.62 against 0.62), with the same
 # exact-sum rate; lowering $\tau$ buys more speed for little accuracy down to 0.6 (4.5 TPF, 1.5 points lost), and
 # below that the model commits digits it is unsure of (carries) and loses 3 points or more. The one-token-per-step baseline is also what makes TPF below 1 possible: it
 # spends 8 passes on a block whose last 3 positions are padding.
@@ -1508,13 +1508,13 @@ assert text_modes["S-Mode"][1] < text_modes["S-Mode, T2T off"][1] and text_modes
 # either (the fronts above), only on the entities of section 5.1.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Your turn -- Exercise 4.4.** Compute the two sets of one step for one sequence: `x` (L,) the canvas,
+# **Your turn -- Exercise 5.1.** Compute the two sets of one step for one sequence: `x` (L,) the canvas,
 # `probs` (L, V) the model's distributions, `editable` (L,) True where T2T may act (not the prompt).
 
 # %% tags=["solution"]
 def my_m2t_t2t_sets(x, probs, mask_id, tau_mask, tau_edit, editable):
     """-> (m2t (L,) bool, t2t (L,) bool), LLaDA 2.1 eq. 1-2."""
-    ### BEGIN SOLUTION Exercise 4.4: the M2T and T2T sets
+    ### BEGIN SOLUTION Exercise 5.1: the M2T and T2T sets
     conf, v = probs.max(-1)
     masked_now = x == mask_id
     m2t = masked_now & (conf > tau_mask)
@@ -1878,10 +1878,10 @@ plt.show()
 #
 # | # | exercise | checker |
 # |---|---|---|
-# | 4.1 | softmax top-$k$ routing | `exercises.check_topk_routing` |
-# | 4.2 | total and active parameters of a MoE Transformer | `exercises.check_param_count` |
-# | 4.3 | the block-diffusion training mask | `exercises.check_block_mask` |
-# | 4.4 | the M2T and T2T sets | `exercises.check_m2t_t2t_sets` |
+# | 1.1 | softmax top-$k$ routing | `exercises.check_topk_routing` |
+# | 1.2 | total and active parameters of a MoE Transformer | `exercises.check_param_count` |
+# | 2.1 | the block-diffusion training mask | `exercises.check_block_mask` |
+# | 5.1 | the M2T and T2T sets | `exercises.check_m2t_t2t_sets` |
 #
 # **Going further.** Train `add_edit` longer and watch the share of repaired drafts; try multiple block
 # editing (`edit_decode(..., multi_block=True)`) on free text with blocks of 8; run EBPO from `add_sft`

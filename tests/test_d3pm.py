@@ -350,3 +350,64 @@ LG = torch.zeros(2, 3, 5, dtype=torch.float64)
 def test_bad_call_input_raises(call):
     with pytest.raises(ValueError):
         call()
+
+
+# --------------------------------------------------------------------------- continuous time (CTMC)
+@pytest.mark.parametrize("kind", ["uniform", "absorbing"])
+def test_rate_matrix_is_a_generator(kind):
+    R = d3pm.rate_matrix(kind, 6)
+    off = R - torch.diag(R.diagonal())
+    assert bool((off >= 0).all()) and float(R.sum(1).abs().max()) < 1e-15
+    if kind == "absorbing":
+        assert float(R[5].abs().max()) == 0.0, "[MASK] (the last id) is never left"
+        assert torch.equal(R[:5, 5], torch.ones(5, dtype=torch.float64))
+    else:
+        torch.testing.assert_close(off.sum(1), torch.full((6,), 5 / 6, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kind", ["uniform", "absorbing"])
+def test_matrix_exponential_of_the_integrated_rate_is_the_product_of_d3pm_steps(kind):
+    """D3PM's one-step matrices are exp(-log(1 - beta_t) R): their product is exp(-log(alpha-bar_t) R)."""
+    sch = d3pm.make_discrete_schedule(kind, 7, T=50)
+    R = d3pm.rate_matrix(kind, 7)
+    for t in (1, 10, 37, 49):
+        P = d3pm.ctmc_transition(R, -math.log(float(sch.alpha_bars[t])))
+        torch.testing.assert_close(P, sch.Qbar(t), atol=1e-12, rtol=0)
+    if kind == "absorbing":      # the transposed generator (everything flows out of [MASK]) fails: the check can fail
+        P_wrong = d3pm.ctmc_transition(R.T - torch.diag(R.T.sum(1)), -math.log(float(sch.alpha_bars[25])))
+        assert float((P_wrong - sch.Qbar(25)).abs().max()) > 0.1
+
+
+def test_ctmc_transition_is_a_semigroup_generated_by_R():
+    R = d3pm.rate_matrix("absorbing", 5, mask_id=2)
+
+    def P(c):
+        return d3pm.ctmc_transition(R, c)
+
+    torch.testing.assert_close(P(0.3) @ P(0.9), P(1.2), atol=1e-14, rtol=0)
+    torch.testing.assert_close(P(0.0), torch.eye(5, dtype=torch.float64))
+    h = 1e-7
+    torch.testing.assert_close((P(h) - torch.eye(5, dtype=torch.float64)) / h, R, atol=1e-6, rtol=0)
+    # a numpy Taylor series as an independent reference
+    A = 1.7 * R.numpy()
+    ref, term = np.eye(5), np.eye(5)
+    for n in range(1, 40):
+        term = term @ A / n
+        ref = ref + term
+    np.testing.assert_allclose(P(1.7).numpy(), ref, atol=1e-13)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: d3pm.rate_matrix("gaussian", 5), "unknown kind"),
+    (lambda: d3pm.rate_matrix("uniform", 5, mask_id=4), "mask_id"),
+    (lambda: d3pm.rate_matrix("absorbing", 5, mask_id=5), "mask_id"),
+    (lambda: d3pm.rate_matrix("uniform", 1), "K"),
+    (lambda: d3pm.ctmc_transition(torch.eye(3), 1.0), "rate matrix"),
+    (lambda: d3pm.ctmc_transition(-torch.eye(3), 1.0), "rate matrix"),
+    (lambda: d3pm.ctmc_transition(torch.zeros(3, 2), 1.0), "square"),
+    (lambda: d3pm.ctmc_transition(d3pm.rate_matrix("uniform", 3), -0.5), "total_rate"),
+    (lambda: d3pm.ctmc_transition(d3pm.rate_matrix("uniform", 3), float("nan")), "total_rate"),
+])
+def test_ctmc_bad_input_raises(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

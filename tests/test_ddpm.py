@@ -132,3 +132,40 @@ def test_model_with_wrong_output_shape():
     bad = lambda x, t: torch.zeros(x.shape[0], 3)  # noqa: E731
     with pytest.raises(ValueError, match="model returned shape"):
         ddpm.final(ddpm.ddpm_sampler(bad, (4, 2), schedules.linear_schedule(5)))
+
+
+# --------------------------------------------------------------------------- eps, x0 and v prediction
+def _noised(n=64, seed=0):
+    sch = schedules.linear_schedule(1000)
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    eps = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    t = torch.randint(1, 1001, (n,), generator=g)
+    return sch, x0, eps, t, ddpm.q_sample(x0, t, sch, noise=eps)
+
+
+def test_convert_prediction_maps_the_true_noise_to_the_true_targets():
+    sch, x0, eps, t, xt = _noised()
+    a, s = sch.alpha_bars[t].sqrt()[:, None], (1 - sch.alpha_bars[t]).sqrt()[:, None]
+    assert torch.allclose(ddpm.convert_prediction(eps, xt, t, sch, "eps", "x0"), x0, atol=1e-9)
+    assert torch.allclose(ddpm.convert_prediction(eps, xt, t, sch, "eps", "v"), a * eps - s * x0, atol=1e-12)
+    for src, pred in (("x0", x0), ("v", a * eps - s * x0)):
+        assert torch.allclose(ddpm.convert_prediction(pred, xt, t, sch, src, "eps"), eps, atol=1e-9)
+
+
+def test_prediction_weights_are_the_ratios_of_squared_errors():
+    sch, x0, eps, t, xt = _noised(seed=1)
+    eps_hat = eps + 0.1 * torch.randn(eps.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    err = {k: ((ddpm.convert_prediction(eps_hat, xt, t, sch, "eps", k)
+                - ddpm.convert_prediction(eps, xt, t, sch, "eps", k)) ** 2).sum(1) for k in ddpm.PREDICTIONS}
+    for k in ddpm.PREDICTIONS:
+        assert torch.allclose(err[k], ddpm.prediction_weight(t, sch, k) * err["eps"], rtol=1e-8)
+    assert float(ddpm.prediction_weight(1000, sch, "x0")) > 1e4 > 1e-2 > float(ddpm.prediction_weight(1, sch, "x0"))
+
+
+def test_prediction_arguments_are_checked():
+    sch, _, eps, t, xt = _noised(4)
+    with pytest.raises(ValueError, match="predictions are one of"):
+        ddpm.convert_prediction(eps, xt, t, sch, "eps", "score")
+    with pytest.raises(ValueError, match="target must be one of"):
+        ddpm.prediction_weight(t, sch, "noise")

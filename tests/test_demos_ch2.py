@@ -1,4 +1,4 @@
-"""Chapter-2 demos (2a transition matrices, 2b denoising playback, 2c NELBO integrand): every control
+"""Chapter-2 demos (2a transition matrices, 2b NELBO integrand, 2c denoising playback): every control
 re-renders, 20 slider moves each render (latency: ./course bench demos), the static form is a figure, and bad
 input raises ValueError.
 
@@ -105,8 +105,8 @@ def test_slider_moves_render_and_static_form_is_a_figure(name):
 
 def test_demo_classes_and_docstrings():
     assert_demo_classes(DEMOS)
-    for fn, tag, sec in ((demos.transition_demo, "2a", 1), (demos.playback_demo, "2b", 7),
-                         (demos.nelbo_integrand_demo, "2c", 5)):
+    for fn, tag, sec in ((demos.transition_demo, "2a", 1), (demos.playback_demo, "2c", 7),
+                         (demos.nelbo_integrand_demo, "2b", 5)):
         assert_demo_in_its_section(2, sec, tag, fn)
 
 

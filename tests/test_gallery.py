@@ -31,7 +31,7 @@ from course_lib.demos.base import Demo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-DEMO_REPR = re.compile(r"^<Demo (\w+): .*>$")
+DEMO_REPR = re.compile(r"^<Demo (\w+): .*?>")
 
 
 def chapter_demos(path: Path) -> list[str]:

@@ -271,3 +271,98 @@ def test_bad_inputs_raise_value_error():
         next(m.ancestral_sampler(lambda z: z, 4, 2, 3, order="left-to-right"))
     with pytest.raises(ValueError):
         next(m.ancestral_sampler(lambda z: z, 4, 0, 3))
+
+
+# --------------------------------------------------------------------------- rates, concrete score (section 6.1)
+@pytest.mark.parametrize("name", ["linear", "cosine", "loglinear"])
+def test_rate_integrates_to_minus_log_alpha_and_links_to_the_weight(name):
+    import numpy as np
+    s = m.get_schedule(name)
+    x, w = (torch.as_tensor(a) for a in np.polynomial.legendre.leggauss(80))
+    for t in (0.1, 0.5, 0.9):
+        integral = float((t / 2 * w * s.rate(t * (x + 1) / 2)).sum())
+        assert math.exp(-integral) == pytest.approx(float(s.alpha(t)), abs=1e-12)
+        assert float(s.rate(t) * s.alpha(t) / (1 - s.alpha(t))) == pytest.approx(float(s.weight(t)), rel=1e-12)
+    if name == "linear":
+        assert math.isinf(float(s.rate(1.0)))
+
+
+def _brute_marginal(toy, alpha, kind):
+    """p_t(z) for every noisy z, by Python loops over clean sequences and positions (an independent reference)."""
+    import itertools
+    V = toy.K + 1 if kind == "absorbing" else toy.K
+    out = {}
+    for z in itertools.product(range(V), repeat=toy.L):
+        total = 0.0
+        for x, p in zip(toy.sequences.tolist(), toy.probs.tolist()):
+            q = 1.0
+            for zl, xl in zip(z, x):
+                if kind == "absorbing":
+                    q *= alpha if zl == xl else (1 - alpha if zl == toy.mask_id else 0.0)
+                else:
+                    q *= alpha * (zl == xl) + (1 - alpha) / toy.K
+            total += p * q
+        out[z] = total
+    return out
+
+
+@pytest.mark.parametrize("kind", ["absorbing", "uniform"])
+def test_noisy_joint_matches_a_brute_force_loop_and_the_sampler(kind):
+    toy = m.ToyDistribution.random(3, 2, seed=5)
+    z, joint = m.noisy_joint(toy, 0.35, kind)
+    assert z.shape == ((3 if kind == "absorbing" else 2) ** 3, 3)
+    torch.testing.assert_close(joint.sum(1), toy.probs, atol=1e-15, rtol=0)           # rows: p_data(x_0)
+    ref = _brute_marginal(toy, 0.35, kind)
+    torch.testing.assert_close(joint.sum(0), torch.tensor([ref[tuple(r)] for r in z.tolist()], dtype=torch.float64),
+                               atol=1e-15, rtol=0)
+    if kind == "absorbing":                        # the forward process the chapter trains with, at alpha_t = 0.35
+        g = gen(3)
+        x0 = toy.sequences[torch.multinomial(toy.probs, 40000, replacement=True, generator=g)]
+        xt, _ = m.forward_mask(x0, 0.65, "linear", toy.mask_id, g)
+        idx = (xt * 3 ** torch.arange(2, -1, -1)).sum(1)
+        freq = torch.bincount(idx, minlength=27).double() / 40000
+        assert float((freq - joint.sum(0)).abs().max()) < 0.01
+
+
+def test_concrete_score_is_alpha_ratio_times_the_clean_conditional():
+    toy = m.ToyDistribution.random(3, 3, seed=8)
+    exact = m.exact_denoiser(toy)
+    for alpha in (0.2, 0.7):
+        z, joint = m.noisy_joint(toy, alpha)
+        s = m.concrete_score(toy, alpha)
+        assert s.shape == (len(z), 3, 4)
+        cond = torch.softmax(exact(z), -1)
+        at_mask = z == toy.mask_id
+        torch.testing.assert_close(s[..., :3][at_mask], (alpha / (1 - alpha) * cond[..., :3])[at_mask],
+                                   atol=1e-12, rtol=1e-12)
+        assert torch.equal(s.gather(-1, z[..., None])[..., 0], torch.ones(z.shape, dtype=torch.float64))
+        # masking a visible token: the inverse ratio, (1 - alpha) / alpha / p(x^l = z^l | the other visible tokens)
+        p = joint.sum(0)
+        i = int((z == torch.tensor([0, 2, toy.mask_id])).all(1).nonzero())
+        j = int((z == torch.tensor([0, toy.mask_id, toy.mask_id])).all(1).nonzero())
+        assert float(s[i, 1, toy.mask_id]) == pytest.approx(float(p[j] / p[i]), rel=1e-12)
+        assert float(s[i, 1, toy.mask_id]) == pytest.approx((1 - alpha) / alpha / float(cond[j, 1, 2]), rel=1e-12)
+
+
+def test_absorbing_posterior_is_free_of_t_and_uniform_is_not():
+    toy = m.ToyDistribution.random(3, 2, seed=9)
+    post = {}
+    for kind in ("absorbing", "uniform"):
+        joints = [m.noisy_joint(toy, alpha, kind)[1] for alpha in (0.8, 0.3)]
+        post[kind] = [j / j.sum(0) for j in joints]                      # p(x_0 | z) at two times
+    assert float((post["absorbing"][0] - post["absorbing"][1]).abs().max()) < 1e-14
+    assert float((post["uniform"][0] - post["uniform"][1]).abs().max()) > 0.1
+
+
+def test_concrete_score_is_nan_off_the_support_and_bad_input_raises():
+    toy = m.ToyDistribution.from_dict({(0, 0): 0.5, (1, 1): 0.5}, L=2, K=2)
+    z, joint = m.noisy_joint(toy, 1.0)                                    # alpha = 1: nothing is masked
+    s = m.concrete_score(toy, 1.0)
+    zero = joint.sum(0) == 0
+    assert int((~zero).sum()) == 2 and bool(s[zero].isnan().all()) and not bool(s[~zero].isnan().any())
+    i = int((z == torch.tensor([0, 0])).all(1).nonzero())
+    assert float(s[i, 0, 1]) == 0.0                                       # 10 has probability 0, 00 has 1/2
+    for call in (lambda: m.noisy_joint(toy, 1.2), lambda: m.noisy_joint(toy, float("nan")),
+                 lambda: m.noisy_joint(toy, 0.5, "gaussian"), lambda: m.concrete_score(toy.probs, 0.5)):
+        with pytest.raises(ValueError):
+            call()

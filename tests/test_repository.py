@@ -118,10 +118,17 @@ def test_solutions_are_well_formed(path):
         _, exercises = strip_notebook(nb, f"notebooks/{path.name}")
     except SolutionMarkupError as e:
         pytest.fail(f"{e}; see tools/make_students.py for the marker format")
-    numbers = [m.split(":")[0] for _, messages in exercises for m in messages]
-    for number in numbers:
-        assert number.startswith(f"Exercise {int(path.name[:2])}."), (
-            f"notebooks/{path.name}: {number!r} should be numbered after the chapter ('Exercise {int(path.name[:2])}.M')")
+    # exercises are numbered by section, like the checks ("Check 7.2"): Exercise S.k is the k-th of section S
+    section, section_of = None, {}
+    for i, cell in enumerate(nb.cells):
+        headings = re.findall(r"^## (\d+)\.", cell.source, re.M) if cell.cell_type == "markdown" else []
+        section = int(headings[-1]) if headings else section
+        section_of[i] = section
+    numbers = [(i, m.split(":")[0]) for i, messages in exercises for m in messages]
+    for i, number in numbers:
+        assert number.startswith(f"Exercise {section_of[i]}."), (
+            f"notebooks/{path.name}: {number!r} sits in section {section_of[i]}: number it 'Exercise {section_of[i]}.k'")
+    assert len({n for _, n in numbers}) == len(numbers), f"notebooks/{path.name}: two exercises share a number"
 
 
 # ----------------------------------------------------------------------------- environment
@@ -173,8 +180,8 @@ def test_the_library_alone_installs_no_test_or_lecture_tools():
     for name in ("pytest", "nbval", "playwright"):
         assert any(canonicalize_name(Requirement(r).name) == name for r in extras["test"]), name
     assert any(canonicalize_name(Requirement(r).name) == "voila" for r in extras["lecture"])
-    course = (ROOT / "course").read_text()
-    assert '-e ".[lab,test,lecture]"' in course, "./course setup must install every extra"
+    course = (ROOT / "course.py").read_text()
+    assert '".[lab,test,lecture]"' in course, "python course.py setup must install every extra"
 
 
 def _environment_pip() -> list[str]:
@@ -242,3 +249,14 @@ def test_user_facing_text_names_no_internal_file_or_tracker():
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in files
             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not hits, hits
+
+
+def test_the_welcome_page_lists_every_chapter_in_order_by_title():
+    """The lab opens on notebooks/welcome.ipynb: it links each chapter, in order, under the chapter's own title."""
+    welcome = nbformat.read(NOTEBOOKS / "welcome.ipynb", as_version=4)
+    assert [c.cell_type for c in welcome.cells] == ["markdown"], "the welcome page is text only (nothing to run)"
+    links = re.findall(r"\[([^\]]+)\]\(([0-9][0-9]_[a-z0-9_]+\.ipynb)\)", welcome.cells[0].source)
+    assert [target for _, target in links] == [p.name for p in CHAPTERS]
+    for (title, target), path in zip(links, CHAPTERS):
+        heading = nbformat.read(path, as_version=4).cells[0].source.splitlines()[0]
+        assert heading.endswith(title), f"welcome.ipynb calls {target} {title!r}; the chapter's title is {heading!r}"

@@ -1,5 +1,5 @@
 """Student notebooks: the solution stripper is exact, and every generated student notebook runs
-with no error other than the ``NotImplementedError("Exercise N.M: ...")`` of its exercises."""
+with no error other than the ``NotImplementedError("Exercise S.k: ...")`` of its exercises."""
 import ast
 import os
 from pathlib import Path
@@ -73,8 +73,8 @@ def test_stripped_stub_raises_the_message():
     ("### BEGIN SOLUTION Exercise 1.1: a\nx = 1", "never closed"),
     ("x = 1\n### END SOLUTION", "without an open block"),
     ("### BEGIN SOLUTION Exercise 1.1: a\n### BEGIN SOLUTION Exercise 1.2: b\n### END SOLUTION", "inside an open"),
-    ("### BEGIN SOLUTION implement it\nx = 1\n### END SOLUTION", "Exercise N.M"),
-    ("### BEGIN SOLUTION Exercise 1: a\nx = 1\n### END SOLUTION", "Exercise N.M"),
+    ("### BEGIN SOLUTION implement it\nx = 1\n### END SOLUTION", "Exercise S.k"),
+    ("### BEGIN SOLUTION Exercise 1: a\nx = 1\n### END SOLUTION", "Exercise S.k"),
     ("### BEGIN SOLUTION Exercise 1.1: a\nx = 1\n### END SOLUTION now", "exactly"),
 ])
 def test_malformed_solution_cells_are_errors(source, error):

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 OUT = ROOT / "build" / "html"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-DEMO_REPR = re.compile(r"^<Demo (\w+): (.*)>$")
+DEMO_REPR = re.compile(r"^<Demo (\w+): (.*?)>")
 MATHJAX_DIR = "_static/mathjax"
 MATHJAX_FILE = "tex-svg-full.js"
 

@@ -14,7 +14,7 @@ In every code cell tagged ``solution``, each block
 
         raise NotImplementedError("Exercise 1.1: implement q_sample (closed-form forward process)")
 
-The message must start with ``Exercise N.M:``. A solution cell without a block, a block that is
+The message must start with ``Exercise S.k:`` (the k-th exercise of section S). A solution cell without a block, a block that is
 not closed, nested or stray markers, or markers outside a ``solution`` cell are errors. All
 outputs, execution counts and the saved widget state are cleared, and the jupytext pairing is
 dropped (so saving a student copy does not create a ``.py`` beside it); everything else is kept.
@@ -53,7 +53,7 @@ def strip_source(source: str, where: str = "cell") -> tuple[str, list[str]]:
             message = text[len(BEGIN):].strip()
             if not MESSAGE.fullmatch(message):
                 raise SolutionMarkupError(f"{where}, line {n}: the BEGIN SOLUTION message must read "
-                                          f"'Exercise N.M: what to do', got {message!r}")
+                                          f"'Exercise S.k: what to do', got {message!r}")
             indent = line[:len(line) - len(line.lstrip())]
             out.append(f"{indent}raise NotImplementedError({json.dumps(message, ensure_ascii=False)})")
             messages.append(message)
@@ -82,7 +82,7 @@ def strip_notebook(nb, name: str = "notebook"):
         if is_solution:
             cell.source, messages = strip_source(cell.source, where)
             if not messages:
-                raise SolutionMarkupError(f"{where}: tagged 'solution' but has no '{BEGIN} Exercise N.M: ...' block")
+                raise SolutionMarkupError(f"{where}: tagged 'solution' but has no '{BEGIN} Exercise S.k: ...' block")
             exercises.append((i, messages))
         elif BEGIN in cell.source or END in cell.source:
             raise SolutionMarkupError(f"{where}: has SOLUTION markers but is not a code cell tagged 'solution'")

@@ -83,11 +83,11 @@ class Demo(W.VBox):
                 raise ValueError(f"demo {self.name!r} has no control {k!r}; controls: {list(self.controls)}")
             self.controls[k].value = v
 
-    def static(self, settings: Sequence[dict], ncols: int | None = None, width: float = 4.0,
+    def static(self, settings: Sequence[dict], ncols: int | None = None, width: float | None = None,
                titles: Sequence[str] | None = None):
         """Frame strip: render the demo at each settings dict (same update path) and tile the frames,
-        each ``width`` inches wide, titled by ``titles`` (default: the control values).
-        Returns a pyplot figure (shown inline by the notebook)."""
+        each ``width`` inches wide (default: the frame's own size, so its text is shown at the size it was drawn),
+        titled by ``titles`` (default: the control values). Returns a pyplot figure (shown inline by the notebook)."""
         if titles is not None and len(titles) != len(settings):
             raise ValueError("give one title per settings dict")
         saved = self.values()
@@ -100,6 +100,8 @@ class Demo(W.VBox):
         ncols = ncols or len(frames)
         nrows = int(np.ceil(len(frames) / ncols))
         h, w = frames[0].shape[:2]
+        if width is None:
+            width = w / plt.rcParams["figure.dpi"]
         fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, (width * h / w + 0.35) * nrows), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
@@ -110,7 +112,9 @@ class Demo(W.VBox):
         return fig
 
     def __repr__(self) -> str:  # short text/plain for notebooks and nbval
-        return f"<Demo {self.name}: {self.title}>"
+        # what a notebook shows where the widget cannot be drawn: before the cells above have run in this session
+        return (f"<Demo {self.name}: {self.title}>  To use this demo, run the cells above it "
+                f"(Run > Run All Above Selected Cell), then this one.")
 
 
 def slider(label: str, lo: int, hi: int, value: int, step: int = 1) -> W.IntSlider:

@@ -157,7 +157,7 @@ def transition_demo(matrices: dict, times: Sequence[int], sentence: Sequence[str
 
 
 def playback_demo(trajectories: dict, itos: Sequence[str], mask_id: int) -> Demo:
-    """(Demo 2b) Denoising playback: tokens appear as they are unmasked.
+    """(Demo 2c) Denoising playback: tokens appear as they are unmasked.
 
     ``trajectories`` maps an order's name to an integer array (S+1, L): the canvas at each sampler
     state, from all-[MASK] (row 0) to the final sample (row S); once a position is not ``mask_id`` it
@@ -237,7 +237,7 @@ def playback_demo(trajectories: dict, itos: Sequence[str], mask_id: int) -> Demo
 
     sc = font_scale()
     fig_h = (0.62 * nrows + 1.0) * sc
-    fig, ax = new_figure(1, 1, figsize=((0.98 * ncols + 1.3) * sc, fig_h))
+    fig, ax = new_figure(1, 1, figsize=((0.88 * ncols + 1.2) * sc, fig_h))
     ax.axis("off")
     ax.set_xlim(-0.05, ncols + 0.05)
     ax.set_ylim(-nrows - 0.05, 0.05)
@@ -251,7 +251,7 @@ def playback_demo(trajectories: dict, itos: Sequence[str], mask_id: int) -> Demo
     title = ax.set_title(" ", loc="left")
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, fraction=0.03, pad=0.02, label="unmasked at step")
-    fig.subplots_adjust(left=0.01, right=0.97, top=1 - 0.5 * sc / fig_h, bottom=0.02)
+    fig.subplots_adjust(left=0.01, right=0.94, top=1 - 0.5 * sc / fig_h, bottom=0.02)   # room for the colour bar label
     # a freshly unmasked cell gets a green (M2T) ring just outside it, with a white gap, so that it stands
     # out whatever the cell's own colour
     box = ax.get_window_extent()
@@ -280,7 +280,7 @@ def playback_demo(trajectories: dict, itos: Sequence[str], mask_id: int) -> Demo
 
 
 def nelbo_integrand_demo(t_grid, integrands: dict, examples: dict) -> Demo:
-    """(Demo 2c) The NELBO integrand over t.
+    """(Demo 2b) The NELBO integrand over t.
 
     For the chosen sentence: the Monte-Carlo mean of the integrand w(t) * sum over masked positions of
     -log p(x^l | z_t) (nats) against t with a +-2 standard-error band, the area from 0 to the current
@@ -288,8 +288,8 @@ def nelbo_integrand_demo(t_grid, integrands: dict, examples: dict) -> Demo:
     masked version z_t of the sentence ([MASK] on grey chips).
 
     ``t_grid``: n increasing floats in (0, 1]; ``integrands`` maps a sentence label to
-    ``{"mean": (n,), "se": (n,), "nelbo": float (optional)}``; ``examples`` maps the same labels to n
-    word lists (z_t at each t). The running integral uses the trapezoid rule on the grid, with the
+    ``{"mean": (n,), "se": (n,), "nelbo": float (optional)}`` (other keys are ignored); ``examples`` maps the
+    same labels to n word lists (z_t at each t). The running integral uses the trapezoid rule on the grid, with the
     integrand held at its first value between 0 and t_grid[0].
     Controls: ``"i"`` (index into ``t_grid``) and ``"sentence"`` (a label).
     """
@@ -355,22 +355,24 @@ def nelbo_integrand_demo(t_grid, integrands: dict, examples: dict) -> Demo:
     band = plt.matplotlib.collections.PolyCollection([pre[labels[0]][0]], facecolors=col, alpha=0.2,
                                                      edgecolors="none", label="$\\pm 2$ s.e.")
     area = plt.matplotlib.collections.PolyCollection([pre[labels[0]][1][0]], facecolors=col, alpha=0.38,
-                                                     edgecolors="none", label="area up to t (running integral)")
+                                                     edgecolors="none", label="area up to t")
     ax.add_collection(area)
     ax.add_collection(band)
-    (line,) = ax.plot(t, mean0, color=col, label="integrand $w(t)\\,\\Sigma_{\\ell\\ \\mathrm{masked}} -\\log p(x^\\ell | z_t)$ (MC mean)")
+    (line,) = ax.plot(t, mean0, color=col, label="integrand (mean over mask draws)")
     (dot,) = ax.plot([t[0]], [mean0[0]], "o", color=col, markeredgecolor="black", ms=7 * sc)
     vline = ax.axvline(t[0], color="black", lw=1.2)
-    ax.set(xlim=(0, 1), ylim=pre[labels[0]][2], xlabel="t",
-           ylabel="integrand (nats)")
-    ax.legend(handles=[line, band, area], loc="upper left", frameon=False)
-    title = ax.set_title(" ", loc="left")
+    ax.set(xlim=(0, 1), ylim=pre[labels[0]][2], xlabel="t")
+    ax.set_ylabel("$w(t)\\,\\Sigma_{\\ell\\ \\mathrm{masked}} -\\log p(x^\\ell | z_t)$ (nats)")
+    # the legend sits above the axes, off the data; the title (time and running integral) above it
+    ax.legend(handles=[line, band, area], loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False,
+              fontsize=10 * sc, borderaxespad=0.2, handlelength=1.5, columnspacing=1.2)
+    title = ax.set_title(" ", loc="left", pad=26 * sc)
     axw.axis("off")
     axw.set_xlim(-1.1, per_line)
     axw.set_ylim(-n_lines + 0.45, 0.55)
     axw.text(-0.15, 0, "$z_t$:", ha="right", va="center", fontsize=12 * sc)
     words = _word_row(axw, L_max, 0, per_line, fs)
-    fig.subplots_adjust(left=0.1, right=0.98, top=0.93, bottom=0.02, hspace=0.32)
+    fig.subplots_adjust(left=0.1, right=0.98, top=1 - 0.85 * sc / fig_h, bottom=0.02, hspace=0.32)
     chips = Chips(axw, fs)
     chip_frames = {lab: [chips.frame(words, [s for s, _, _ in row], [c for _, _, c in row]) for row in st[3]]
                    for lab, st in pre.items()}
@@ -389,7 +391,8 @@ def nelbo_integrand_demo(t_grid, integrands: dict, examples: dict) -> Demo:
         area.set_verts([areas[i]])
         dot.set_data([t[i]], [mean[i]])
         vline.set_xdata([t[i], t[i]])
-        title.set_text(f"{short(sentence, 40)}: t = {t[i]:.3f}, running integral = {running[i]:.2f} nats")
+        total = f" of {nelbo:.2f}" if nelbo is not None else ""
+        title.set_text(f"t = {t[i]:.3f}: running integral {running[i]:.2f}{total} nats")
         chips.show(chip_frames[sentence][i])
         for j, txt in enumerate(words):
             s, c, _ = styles[i][j] if j < len(styles[i]) else ("", INK, "none")
@@ -436,7 +439,7 @@ def transition_inputs() -> dict:
 
 
 def playback_inputs() -> dict:
-    """Demo 2b: the canvases of one MDLM sample (``lm_mdlm``, 41 steps) drawn in random order and in confidence
+    """Demo 2c: the canvases of one MDLM sample (``lm_mdlm``, 41 steps) drawn in random order and in confidence
     order, from the same seed."""
     import torch
     from course_lib import language, masked, textlm, tokenizer
@@ -453,8 +456,8 @@ def playback_inputs() -> dict:
 
 
 def nelbo_integrand_inputs() -> dict:
-    """Demo 2c: the NELBO integrand of three validation sentences (short, medium, long) at 40 times, each the mean
-    of 32 mask draws with its standard error, one masked example per time, and the sentences' exact -log p."""
+    """Demo 2b: the NELBO integrand of three validation sentences (short, medium, long) at 40 times, each the mean
+    of 32 mask draws with its standard error, one masked example per time, and each sentence's text and exact -log p."""
     import math
     import torch
     from course_lib import language, masked, textlm, tokenizer
@@ -473,8 +476,8 @@ def nelbo_integrand_inputs() -> dict:
             zt, msk = masked.forward_mask(xs, tt, "linear", tok.mask_id, g)
             vals = masked.mdlm_loss(mdlm(zt), xs, zt, msk, tt, "linear", mask_id=tok.mask_id).nelbo.reshape(40, 32)
             mean, se = vals.mean(1).numpy(), (vals.std(1) / math.sqrt(32)).numpy()
-            key = f"{label}: {' '.join(sent[:6])}{' ...' if len(sent) > 6 else ''} ({len(sent)} words)"
-            integrands[key] = {"mean": mean, "se": se, "nelbo": float(np.mean(mean)),
-                                "exact": -language.log_prob(sent, language.default_grammar())}
+            key = f"{label} sentence, {len(sent)} words"
+            integrands[key] = {"mean": mean, "se": se, "nelbo": float(np.mean(mean)), "text": " ".join(sent),
+                               "exact": -language.log_prob(sent, language.default_grammar())}
             examples[key] = [[tok.itos[int(i)] for i in zt[32 * k, :len(sent) + 1]] for k in range(40)]
     return {"t_grid": t_grid, "integrands": integrands, "examples": examples}

@@ -39,10 +39,10 @@ def check_q_sample(fn: Callable) -> bool:
 
 
 def check_posterior_mean(fn: Callable) -> bool:
-    """Exercise 1.2: ``fn(x0, xt, t, betas, alphas, alpha_bars) -> mu~_t(x_t, x_0)`` (eq. 7)."""
+    """Exercise 2.1: ``fn(x0, xt, t, betas, alphas, alpha_bars) -> mu~_t(x_t, x_0)`` (eq. 7)."""
     g, sch, x0, t, eps = _setup(2)
     xt = ddpm.q_sample(x0, t, sch, noise=eps)
-    got = run("1.2", fn, x0, xt, t, sch.betas, sch.alphas, sch.alpha_bars)
+    got = run("2.1", fn, x0, xt, t, sch.betas, sch.alphas, sch.alpha_bars)
     want, _ = ddpm.q_posterior(x0, xt, t, sch)
     ab, abp = sch.alpha_bars[t][:, None], sch.alpha_bars[t - 1][:, None]
     b, a = sch.betas[t][:, None], sch.alphas[t][:, None]
@@ -54,17 +54,17 @@ def check_posterior_mean(fn: Callable) -> bool:
         "the coefficients swap: x_0 goes with beta_t, x_t with (1 - alpha_bar_{t-1})":
             torch.sqrt(abp) * (1 - abp) / (1 - ab) * x0 + torch.sqrt(a) * b / (1 - ab) * xt,
     }
-    return compare("1.2", got, want, mistakes,
+    return compare("2.1", got, want, mistakes,
                     "mu~ = sqrt(abar_{t-1}) beta_t/(1 - abar_t) x_0 + sqrt(alpha_t)(1 - abar_{t-1})/(1 - abar_t) x_t")
 
 
 def check_ddim_step(fn: Callable) -> bool:
-    """Exercise 1.3: ``fn(x_t, eps_hat, t, s, alpha_bars) -> x_s`` (deterministic DDIM, eta = 0)."""
+    """Exercise 5.1: ``fn(x_t, eps_hat, t, s, alpha_bars) -> x_s`` (deterministic DDIM, eta = 0)."""
     g, sch, x0, _, eps = _setup(3)
     t, s = 600, 550
     xt = ddpm.q_sample(x0, t, sch, noise=eps)
     eps_hat = eps + 0.1 * torch.randn(eps.shape, generator=g, dtype=eps.dtype)
-    got = run("1.3", fn, xt, eps_hat, t, s, sch.alpha_bars)
+    got = run("5.1", fn, xt, eps_hat, t, s, sch.alpha_bars)
     want, x0_hat = ddpm.ddim_step(xt, eps_hat, t, s, sch, eta=0.0)
     ab_s = float(sch.alpha_bars[s])
     mistakes = {
@@ -72,21 +72,21 @@ def check_ddim_step(fn: Callable) -> bool:
             ab_s ** 0.5 * x0_hat + float(1 - sch.alpha_bars[t]) ** 0.5 * eps_hat,
         "that is x0_hat itself: re-noise it to time s with the predicted eps": x0_hat,
     }
-    return compare("1.3", got, want, mistakes,
+    return compare("5.1", got, want, mistakes,
                     "x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s) eps_hat, x0_hat = (x_t - sqrt(1 - abar_t) eps_hat)/sqrt(abar_t)")
 
 
 def check_langevin_step(fn: Callable) -> bool:
-    """Exercise 1.4: ``fn(x, score, step_size, z) -> x'`` (one unadjusted Langevin step)."""
+    """Exercise 6.1: ``fn(x, score, step_size, z) -> x'`` (one unadjusted Langevin step)."""
     g = torch.Generator().manual_seed(4)
     x = torch.randn(64, 2, generator=g, dtype=torch.float64)
     sc, z = -x, torch.randn(64, 2, generator=g, dtype=torch.float64)
     step = 0.05
-    got = run("1.4", fn, x, sc, step, z)
+    got = run("6.1", fn, x, sc, step, z)
     want = score.langevin_step(x, sc, step, z)
     mistakes = {
         "the drift is (step/2) * score, not step * score": x + step * sc + step ** 0.5 * z,
         "the noise is scaled by sqrt(step), not step": x + 0.5 * step * sc + step * z,
         "Langevin climbs the log-density: add the score, do not subtract it": x - 0.5 * step * sc + step ** 0.5 * z,
     }
-    return compare("1.4", got, want, mistakes, "x' = x + (step/2) score + sqrt(step) z")
+    return compare("6.1", got, want, mistakes, "x' = x + (step/2) score + sqrt(step) z")

@@ -13,12 +13,12 @@ from .base import call, compare, fail, not_mask, run
 
 
 def check_forward_process(fn: Callable) -> bool:
-    """Exercise 3.1: ``fn(x0, mask_id, generator, eps=1e-3) -> (noisy, masked, p_mask)``, LLaDA's forward
+    """Exercise 1.1: ``fn(x0, mask_id, generator, eps=1e-3) -> (noisy, masked, p_mask)``, LLaDA's forward
     process: t ~ U(0, 1) per row, p_mask = (1 - eps) t + eps, each token masked independently with
     probability p_mask. Random draws differ between correct implementations, so the checker tests the
     structure exactly and the distribution statistically, on 4000 rows (called with eps = 0.2, so that
     a forgotten eps shows)."""
-    number = "3.1"
+    number = "1.1"
     B, L, V, m, eps = 4000, 50, 20, 7, 0.2
     x0 = not_mask(torch.randint(0, V - 1, (B, L), generator=torch.Generator().manual_seed(31)), m)
     x0_in = x0.clone()
@@ -93,10 +93,10 @@ def check_forward_process(fn: Callable) -> bool:
 
 
 def check_pretrain_loss(fn: Callable) -> bool:
-    """Exercise 3.2: ``fn(logits, x0, noisy, masked, p_mask) -> scalar``, LLaDA's pretraining loss with
+    """Exercise 1.2: ``fn(logits, x0, noisy, masked, p_mask) -> scalar``, LLaDA's pretraining loss with
     mask_id = 1 (the course tokenizer's): sum over masked positions of CE / p_mask, divided by B * L, the
     [MASK] logit excluded. Compared with :func:`course_lib.masked.llada_pretrain_loss`."""
-    number = "3.2"
+    number = "1.2"
     g = torch.Generator().manual_seed(32)
     B, L, V, m = 8, 16, 12, llada.MASK_ID
     x0 = not_mask(torch.randint(0, V - 1, (B, L), generator=g), m)
@@ -128,9 +128,9 @@ def check_pretrain_loss(fn: Callable) -> bool:
 
 
 def check_num_transfer_tokens(fn: Callable) -> bool:
-    """Exercise 3.3: ``fn(mask_count, steps) -> (B, steps)`` long: how many tokens LLaDA's sampler commits
+    """Exercise 4.1: ``fn(mask_count, steps) -> (B, steps)`` long: how many tokens LLaDA's sampler commits
     at each step. ``mask_count`` is a (B,) long tensor. Compared with :func:`course_lib.llada.num_transfer_tokens`."""
-    number = "3.3"
+    number = "4.1"
     n = torch.tensor([0, 1, 4, 5, 7, 12, 13, 29])
     steps = 5
     got = run(number, fn, n.clone(), steps)
@@ -167,12 +167,12 @@ def check_num_transfer_tokens(fn: Callable) -> bool:
 
 
 def check_low_confidence_step(fn: Callable) -> bool:
-    """Exercise 3.4: ``fn(x, logits, k, mask_id) -> new x``, one step of LLaDA's low-confidence remasking at
+    """Exercise 4.2: ``fn(x, logits, k, mask_id) -> new x``, one step of LLaDA's low-confidence remasking at
     temperature 0: x (B, L) a canvas with [MASK]s, logits (B, L, V), k (B,) long the number of tokens to
     commit in each row. Propose the argmax token at every masked position ([MASK] logit excluded), score it
     by its softmax probability, commit the k[b] most confident masked positions of row b, change nothing
     else. Compared with the step of :func:`course_lib.llada.generate_steps`."""
-    number = "3.4"
+    number = "4.2"
     g = torch.Generator().manual_seed(34)
     B, L, V, m = 6, 14, 11, 4
     k = torch.tensor([1, 2, 3, 0, 4, 2])

@@ -22,7 +22,7 @@ def _pair_of_tensors(number: str, out, names: str):
 
 
 def _topk_routing_ref(logits: torch.Tensor, k: int):
-    """Reference of Exercise 4.1 (Switch / Mixtral top-k routing, renormalised)."""
+    """Reference of Exercise 1.1 (Switch / Mixtral top-k routing, renormalised)."""
     E = logits.shape[-1]
     if not 1 <= k <= E:
         raise ValueError(f"k must lie in [1, {E}], got {k}")
@@ -31,7 +31,7 @@ def _topk_routing_ref(logits: torch.Tensor, k: int):
 
 
 def check_topk_routing(fn: Callable) -> bool:
-    """Exercise 4.1: ``fn(logits, k) -> (experts, weights)``, a mixture-of-experts router. ``logits`` (T, E):
+    """Exercise 1.1: ``fn(logits, k) -> (experts, weights)``, a mixture-of-experts router. ``logits`` (T, E):
     one router logit per token and expert; return ``experts`` (T, k) long, the k most probable experts of
     each token, best first (the order of ``torch.topk``), and ``weights`` (T, k), their probabilities
     under the softmax over the E experts, renormalised to sum to 1 over the k (Mixtral; GShard's top-2;
@@ -40,7 +40,7 @@ def check_topk_routing(fn: Callable) -> bool:
 
     Equivalent correct answer, accepted: softmax over the k largest *logits* only (the common factor
     1 / sum over all E cancels in the renormalisation)."""
-    number = "4.1"
+    number = "1.1"
     g = torch.Generator().manual_seed(41)
     cases = []
     for T, E, k in ((40, 8, 2), (24, 6, 3), (10, 5, 1)):
@@ -127,7 +127,7 @@ _PARAM_KEYS = ("n_layers", "hidden", "n_heads", "n_kv_heads", "head_dim", "vocab
 
 def _param_count_ref(c: dict, all_active=False, no_shared=False, no_dense=False, dense_as_moe=False, mha=False,
                      lm_head="flag", no_router=False, no_norms=False, embed_active=True) -> tuple[int, int]:
-    """Reference of Exercise 4.2; each keyword off its default is one typical mistake."""
+    """Reference of Exercise 1.2; each keyword off its default is one typical mistake."""
     h, L = c["hidden"], c["n_layers"]
     kv = c["n_heads"] if mha else c["n_kv_heads"]
     attention = 2 * h * c["n_heads"] * c["head_dim"] + 2 * h * kv * c["head_dim"]      # W_q, W_o; W_k, W_v
@@ -149,7 +149,7 @@ def _param_count_ref(c: dict, all_active=False, no_shared=False, no_dense=False,
 
 
 def check_param_count(fn: Callable) -> bool:
-    """Exercise 4.2: ``fn(cfg) -> (total, active)``, the parameters of a MoE Transformer and how many of them
+    """Exercise 1.2: ``fn(cfg) -> (total, active)``, the parameters of a MoE Transformer and how many of them
     one token uses. ``cfg`` is a dict with keys n_layers, hidden,
     n_heads, n_kv_heads, head_dim, vocab, tied (bool), n_dense_layers, dense_ffn, n_experts, top_k, n_shared,
     expert_ffn. The course's convention (that of LLaDA 2.0's "16B-A1B", arXiv 2512.15745, with inclusionAI/dFactory's model configs,
@@ -167,7 +167,7 @@ def check_param_count(fn: Callable) -> bool:
       routed experts instead of ``n_experts``; everything else (embedding and LM head included, as the
       published "A1B" figures do) counts as active.
     """
-    number = "4.2"
+    number = "1.2"
     configs = [
         dict(n_layers=4, hidden=64, n_heads=4, n_kv_heads=2, head_dim=24, vocab=100, tied=False, n_dense_layers=1,
              dense_ffn=256, n_experts=8, top_k=2, n_shared=1, expert_ffn=32),
@@ -234,7 +234,7 @@ def check_param_count(fn: Callable) -> bool:
 
 def _m2t_t2t_ref(x, probs, mask_id, tau_mask, tau_edit, editable, ge_mask=False, ge_edit=False, edit_same=False,
                  edit_masked=False, edit_tau=None, mask_tau=None, edit_prompt=False, m2t_anywhere=False):
-    """Reference of Exercise 4.4 (LLaDA 2.1 eq. 1-2); each keyword off its default is one typical mistake."""
+    """Reference of Exercise 5.1 (LLaDA 2.1 eq. 1-2); each keyword off its default is one typical mistake."""
     conf, v = probs.max(-1)
     masked = x == mask_id
     tm = tau_mask if mask_tau is None else mask_tau
@@ -255,12 +255,12 @@ def _row(V: int, mask_id: int, top: int, p: float) -> list[float]:
 
 
 def check_m2t_t2t_sets(fn: Callable) -> bool:
-    """Exercise 4.4: ``fn(x, probs, mask_id, tau_mask, tau_edit, editable) -> (m2t, t2t)``, the two update sets of
+    """Exercise 5.1: ``fn(x, probs, mask_id, tau_mask, tau_edit, editable) -> (m2t, t2t)``, the two update sets of
     one LLaDA 2.1 decoding step (LLaDA 2.1, arXiv 2602.08676, section 2, eq. 1-2). ``x`` (L,) long the canvas, ``probs``
     (L, V) the model's probabilities at every position, ``editable`` (L,) bool (False on the prompt). With
     v_i = argmax probs[i]: M2T = {i : x_i = [MASK] and p(v_i) > tau_mask}; T2T = {i : editable, x_i not
     [MASK], x_i != v_i and p(v_i) > tau_edit} (strict inequalities). Return two bool tensors of shape (L,)."""
-    number = "4.4"
+    number = "5.1"
     V, m = 6, 5
     # hand-built: probabilities that are exact binary fractions, some exactly at a threshold
     #        (x,  top, p,      editable)
@@ -339,7 +339,7 @@ def check_m2t_t2t_sets(fn: Callable) -> bool:
 
 
 def _block_mask_ref(L: int, block_size: int, obc_ge=False) -> torch.Tensor:
-    """Reference of Exercise 4.3 (BD3-LM ``block_diff_mask``; LLaDA 2.0 eq. 3-4). ``obc_ge``: the leaking
+    """Reference of Exercise 2.1 (BD3-LM ``block_diff_mask``; LLaDA 2.0 eq. 3-4). ``obc_ge``: the leaking
     mistake (>= in the offset block-causal part)."""
     if L % block_size:
         raise ValueError(f"block_size {block_size} must divide L = {L}")
@@ -354,13 +354,13 @@ def _block_mask_ref(L: int, block_size: int, obc_ge=False) -> torch.Tensor:
 
 
 def check_block_mask(fn: Callable) -> bool:
-    """Exercise 4.3: ``fn(L, block_size) -> mask`` bool (2L, 2L), the block-diffusion training mask over the
+    """Exercise 2.1: ``fn(L, block_size) -> mask`` bool (2L, 2L), the block-diffusion training mask over the
     concatenation ``[x_t ; x_0]`` (BD3-LM, arXiv 2503.09573; LLaDA 2.0, arXiv 2512.15745,
     section 4.2, eq. 3-4). ``mask[i, j]`` is True when query i may attend to key j; with b(k) the block of position k
     within its half: x_t -> x_t block-diagonal (b(i) == b(j)), x_t -> x_0 offset block-causal (b(i) > b(j),
     strict), x_0 -> x_0 block-causal (b(i) >= b(j)), x_0 -> x_t never. A block size that does not divide L
     raises ValueError."""
-    number = "4.3"
+    number = "2.1"
     for L, bs in ((16, 4), (12, 3), (8, 1), (8, 8), (6, 2)):
         out = call(number, fn, L, bs)
         try:
