@@ -95,6 +95,19 @@ def test_offline_export_needs_no_network(browser, tmp_path):
     out = tmp_path / "html"
     pages = export(out)
     chapters_with_demos = {int(p[:2]) for p in pages}
+    stems, index = list(pages), (out / "index.html").read_text(encoding="utf-8")
+    for k, stem in enumerate(stems):       # titles, contents and links: each page names itself and its neighbours
+        text = (out / f"{stem}.html").read_text(encoding="utf-8")
+        title = (ROOT / "notebooks" / f"{stem}.ipynb").read_text(encoding="utf-8")
+        title = json.loads(title)["cells"][0]["source"]
+        title = ("".join(title) if isinstance(title, list) else title).splitlines()[0].lstrip("# ").strip()
+        assert f"<title>{title}</title>" in text and f">{title}</a>" in index, f"{stem}: title {title!r} missing"
+        anchors = re.findall(r'href="#(sec-[\w-]+)"', text)
+        assert len(anchors) >= 8 and all(f'id="{a}"' in text for a in anchors), f"{stem}: contents {anchors}"
+        assert text.count('href="index.html"') == 2
+        for neighbour, rel in ((stems[k - 1] if k else None, "prev"), (stems[k + 1] if k + 1 < len(stems) else None,
+                                                                       "next")):
+            assert (f'href="{neighbour}.html" rel="{rel}"' in text) == (neighbour is not None), f"{stem}: {rel} link"
     page = browser.new_page()
     failed, remote, errors = [], [], []
     page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))

@@ -61,6 +61,14 @@ window.MathJax = {
 <style type="text/css">
   .demo-live-note { border-left: 6px solid #17A2B8; background: #EEF7F9; padding: 8px 14px; margin: 4px 0;
                     font-size: 15px; }
+  /* a readable page: about 100 characters per line of text, 16 px type */
+  body.jp-Notebook, body .jp-Notebook { max-width: 1000px; margin: 0 auto; }
+  .jp-RenderedMarkdown { font-size: 16px; line-height: 1.55; }
+  .jp-RenderedImage img { max-width: 100%; height: auto; }
+  nav.course-nav { max-width: 1000px; margin: 12px auto; padding: 8px 14px; font: 15px/1.5 sans-serif;
+                   display: flex; justify-content: space-between; gap: 1em; border-bottom: 1px solid #ddd; }
+  nav.course-toc { max-width: 1000px; margin: 0 auto 12px; padding: 4px 14px; font: 15px/1.5 sans-serif; }
+  nav.course-toc ul { margin: 4px 0; padding-left: 1.2em; list-style: none; }
 </style>
 {%- endblock extra_css -%}
 """
@@ -108,8 +116,8 @@ def prepare(nb, label: str):
                                   f"its .static(...)) before the next demo")
             name, title = m.groups()
             data["text/html"] = (f'<div class="demo-live-note demo-live-{name}">Interactive demo: <b>'
-                                 f'{html.escape(title)}</b>. It runs live in JupyterLab (<code>./course lab</code>) '
-                                 f'and in the demo gallery (<code>./course gallery</code>); its static form '
+                                 f'{html.escape(title)}</b>. It runs live in JupyterLab (<code>python course.py lab</code>) '
+                                 f'and in the demo gallery (<code>python course.py gallery</code>); its static form '
                                  f'follows.</div>')
             demos.append(name)
             waiting = name
@@ -126,6 +134,46 @@ def exporter():
     exp.template_file = "offline.html.j2"
     exp.mathjax_url = f"{MATHJAX_DIR}/{MATHJAX_FILE}"
     return exp
+
+
+def chapter_title(nb) -> str:
+    """The chapter's own title: the first line of its first cell, without the Markdown '#'."""
+    return nb.cells[0].source.splitlines()[0].lstrip("# ").strip()
+
+
+def add_section_anchors(nb) -> list[tuple[str, str]]:
+    """Give every numbered section heading ("## 3. ...") an anchor ``sec-3`` (an empty link before the heading, which
+    Markdown passes through); return ``[(anchor, heading text)]`` in order, for the table of contents."""
+    sections = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.splitlines()
+        for i, line in enumerate(lines):
+            numbered, named = re.match(r"## (\d+)\. ", line), re.match(r"## (Key terms|Exercises|References)", line)
+            if numbered or named:
+                anchor = f"sec-{numbered.group(1)}" if numbered else "sec-" + named.group(1).split()[0].lower()
+                text = line[3:].strip()
+                lines[i] = f'<a id="{anchor}"></a>\n\n{line}'
+                sections.append((anchor, text))
+        cell.source = "\n".join(lines)
+    return sections
+
+
+def navigation(neighbours, sections) -> tuple[str, str]:
+    """The bar at the top and bottom of a page (previous chapter, the index, next chapter) and, at the top, the
+    table of contents of its sections."""
+    prev, nxt = neighbours
+    def link(path, arrow_left):
+        if path is None:
+            return "<span></span>"
+        label = html.escape(chapter_title(nbformat.read(path, as_version=4)).split(" — ")[0])
+        return f'<a href="{path.stem}.html" rel="{"prev" if arrow_left else "next"}">' + (
+            f"&larr; {label}" if arrow_left else f"{label} &rarr;") + "</a>"
+    bar = (f'<nav class="course-nav">{link(prev, True)}<a href="index.html" rel="index">All chapters</a>'
+           f"{link(nxt, False)}</nav>")
+    toc = "".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for a, t in sections)
+    return bar + f'<nav class="course-toc"><b>Contents</b><ul>{toc}</ul></nav>', bar
 
 
 def chapters(selected=()) -> list[Path]:
@@ -147,24 +195,30 @@ def export(out: Path = OUT, selected=()) -> dict:
     (out / MATHJAX_DIR).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(mathjax_source(), out / MATHJAX_DIR / MATHJAX_FILE)
     exp = exporter()
-    pages = {}
-    for path in chapters(selected):
+    pages, titles = {}, {}
+    paths = chapters(selected)
+    for k, path in enumerate(paths):
         nb, demos = prepare(nbformat.read(path, as_version=4), f"notebooks/{path.name}")
-        body, _ = exp.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
+        title, sections = chapter_title(nb), add_section_anchors(nb)
+        body, _ = exp.from_notebook_node(nb, resources={"metadata": {"name": title}})
+        neighbours = (paths[k - 1] if k else None, paths[k + 1] if k + 1 < len(paths) else None)
+        top, bottom = navigation(neighbours, sections)
+        body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + top, body, count=1)
+        body = body.replace("</body>", bottom + "</body>", 1)
         remote = sorted(set(re.findall(r"""(?:src|href)\s*=\s*["'](https?:)?//[^"']+""", body)))
         if remote:
             raise ExportError(f"{path.name}: the page would still load remote files ({remote[:3]})")
         (out / f"{path.stem}.html").write_text(body, encoding="utf-8")
-        pages[path.stem] = demos
+        pages[path.stem], titles[path.stem] = demos, title
         print(f"{path.stem}.html: {len(body) / 1e6:.1f} MB, demos with a static form: {', '.join(demos) or 'none'}")
-    items = "\n".join(f'<li><a href="{name}.html">{html.escape(name)}</a> ({len(d)} demos)</li>'
+    items = "\n".join(f'<li><a href="{name}.html">{html.escape(titles[name])}</a> ({len(d)} demos)</li>'
                       for name, d in pages.items())
     (out / "index.html").write_text(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Diffusion language models: "
-        "chapters</title></head>\n<body style=\"font-family: sans-serif; max-width: 50em; margin: 2em auto\">\n"
+        "chapters</title></head>\n<body style=\"font: 17px/1.55 sans-serif; max-width: 50em; margin: 2em auto\">\n"
         "<h1>Diffusion language models: the chapters</h1>\n<p>Static pages with every output; they need no "
-        "network. The live demos run in JupyterLab (<code>./course lab</code>) or in the gallery "
-        f"(<code>./course gallery</code>).</p>\n<ul>\n{items}\n</ul>\n</body></html>\n", encoding="utf-8")
+        "network. The live demos run in JupyterLab (<code>python course.py lab</code>) or in the gallery "
+        f"(<code>python course.py gallery</code>).</p>\n<ul>\n{items}\n</ul>\n</body></html>\n", encoding="utf-8")
     return pages
 
 
