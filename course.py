@@ -74,7 +74,8 @@ def pick_python() -> str:
 
 def stamp() -> str:
     """The fingerprint of what the environment is built from (the same as the shell wrapper's)."""
-    return hashlib.sha256((ROOT / "requirements-lock.txt").read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    inputs = (ROOT / "requirements-lock.txt").read_bytes() + (ROOT / "pyproject.toml").read_bytes()
+    return hashlib.sha256(inputs).hexdigest()
 
 
 def setup() -> str:

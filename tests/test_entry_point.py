@@ -22,7 +22,7 @@ TOKEN = "course-entry-point-test"
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory):
-    """A clean copy of the repository (its tracked and unignored files), and an environment with no shell on its PATH."""
+    """A clean copy of the repository (its tracked and unignored files), and an environment with no shell on PATH."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     dest = tmp_path_factory.mktemp("clone") / "course"
@@ -52,7 +52,8 @@ def test_nothing_but_python_on_the_path(clone):
 def test_the_test_command_runs_pytest(clone):
     dest, env = clone
     proc = subprocess.run(["python3", "course.py", "test", "tests/test_schedules.py", "-p", "no:cacheprovider"],
-                          cwd=dest, env={**env, "COURSE_TEST_WORKERS": "0"}, capture_output=True, text=True, timeout=300)
+                          cwd=dest, env={**env, "COURSE_TEST_WORKERS": "0"}, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "== test run took" in proc.stdout
 

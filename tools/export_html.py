@@ -116,7 +116,8 @@ def prepare(nb, label: str):
                                   f"its .static(...)) before the next demo")
             name, title = m.groups()
             data["text/html"] = (f'<div class="demo-live-note demo-live-{name}">Interactive demo: <b>'
-                                 f'{html.escape(title)}</b>. It runs live in JupyterLab (<code>python course.py lab</code>) '
+                                 f'{html.escape(title)}</b>. It runs live in JupyterLab '
+                                 f'(<code>python course.py lab</code>) '
                                  f'and in the demo gallery (<code>python course.py gallery</code>); its static form '
                                  f'follows.</div>')
             demos.append(name)
