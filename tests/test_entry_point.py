@@ -70,11 +70,11 @@ def _get(url: str):
         return r.geturl(), r.read()
 
 
-@pytest.mark.parametrize("student", [False, True], ids=["lab", "lab --student"])
-def test_the_lab_opens_at_the_welcome_page_and_hides_the_py_twins(clone, student):
+def test_the_lab_opens_at_the_welcome_page_and_hides_the_py_twins(clone):
+    """Student mode: the same server options as `lab` (welcome page, hidden twins), in build/student/."""
     dest, env = clone
     port = _free_port()
-    args = ["python3", "course.py", "lab", *(["--student"] if student else []), "--no-browser", f"--port={port}",
+    args = ["python3", "course.py", "lab", "--student", "--no-browser", f"--port={port}",
             f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False"]
     proc = subprocess.Popen(args, cwd=dest, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -94,10 +94,9 @@ def test_the_lab_opens_at_the_welcome_page_and_hides_the_py_twins(clone, student
         names = [item["name"] for item in json.loads(_get(f"{base}/api/contents")[1])["content"]]
         assert "welcome.ipynb" in names and "01_ddpm_score_matching.ipynb" in names, names
         assert not [n for n in names if n.endswith(".py")], f"the file browser shows {names}"
-        if student:
-            nb = json.loads(_get(f"{base}/api/contents/01_ddpm_score_matching.ipynb")[1])["content"]
-            exercise_cells = [c for c in nb["cells"] if "solution" in c.get("metadata", {}).get("tags", [])]
-            assert exercise_cells and all("raise NotImplementedError" in "".join(c["source"]) for c in exercise_cells)
+        nb = json.loads(_get(f"{base}/api/contents/01_ddpm_score_matching.ipynb")[1])["content"]
+        exercise_cells = [c for c in nb["cells"] if "solution" in c.get("metadata", {}).get("tags", [])]
+        assert exercise_cells and all("raise NotImplementedError" in "".join(c["source"]) for c in exercise_cells)
     finally:
         proc.terminate()
         try:
