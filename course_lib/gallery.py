@@ -372,8 +372,12 @@ def voila_command(port: int = 8866, dark: bool = False, python: str | None = Non
 def voila_env(dark: bool = False) -> dict:
     """The environment for :func:`voila_command`: the theme for the kernel, Agg figures, no progress bars, and
     the gallery's own Jupyter files: ``gallery/voila/templates/course`` (Voila's lab template without its CDN
-    links) and ``gallery/jupyter-config/labconfig/page_config.json`` (JupyterLab extensions that do not run
-    inside Voila, jupytext and RISE, switched off there)."""
+    links), ``gallery/jupyter-config/labconfig/page_config.json`` (JupyterLab extensions that do not run
+    inside Voila, jupytext and RISE, switched off there) and ``gallery/jupyter-config/voila.json``. That file turns
+    off the XSRF check: Voila's page asks for its kernel's shutdown when it is closed or reloaded, with a request
+    that carries no XSRF token (voila-dashboards/voila#1458), so with the check on every reload left a kernel
+    running (about 200 MB each). The server listens on 127.0.0.1 only, and the one state-changing request it
+    accepts is that shutdown, which needs the kernel's random id."""
     env = dict(os.environ)
     here = ROOT / "gallery"
     env.update({"COURSE_GALLERY_THEME": "dark" if dark else "light", "MPLBACKEND": "Agg", "COURSE_NO_PROGRESS": "1",

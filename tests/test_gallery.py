@@ -15,6 +15,7 @@ notebook preparation, and the chapters' slide metadata (tools/slides.py).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -402,3 +403,13 @@ def test_slides_extension_installs_with_the_pinned_jupyterlab():
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
     line = next((l for l in text.splitlines() if l.strip().startswith("jupyterlab-rise ")), "")
     assert "enabled" in line and "OK" in line, f"jupyterlab-rise is not an enabled, compatible extension:\n{text}"
+
+
+def test_closing_a_gallery_page_can_shut_its_kernel_down():
+    """Voila's page asks for its kernel's shutdown without an XSRF token (voila-dashboards/voila#1458); the gallery's
+    Voila config turns that check off so reloads do not pile up kernels (`./course bench reloads` measures it)."""
+    env = gallery.voila_env()
+    config_dirs = env["JUPYTER_CONFIG_PATH"].split(os.pathsep)
+    config = json.loads((Path(config_dirs[0]) / "voila.json").read_text())
+    assert config["Voila"]["tornado_settings"]["disable_check_xsrf"] is True
+    assert "--Voila.ip=127.0.0.1" in gallery.voila_command(8866)          # ... and only this machine can reach it

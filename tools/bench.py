@@ -112,6 +112,54 @@ def bench_browser() -> dict:
     return out
 
 
+def bench_reloads(n: int = 50) -> dict:
+    """Reload the gallery page ``n`` times (each time until every demo has its image), then count the kernels the
+    Voila process tree holds and its memory, against the values after the first load."""
+    import subprocess
+
+    import psutil
+    from browser import CHROMIUM, chromium, free_port, stop, wait_for_preheat
+    from course_lib import gallery
+
+    if not CHROMIUM.exists():
+        print(f"(no Chromium at {CHROMIUM}: apt-get install -y chromium; the reload part is skipped)")
+        return {}
+    all_images = ("[...document.querySelectorAll('img.demo-image')].length >= " + str(len(gallery.DEMOS)) +
+                  " && [...document.querySelectorAll('img.demo-image')].every(i => i.src.startsWith('blob:'))")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp, chromium() as b:
+        log = Path(tmp) / "voila.log"
+        with open(log, "w") as f:
+            proc = subprocess.Popen(gallery.voila_command(port), env=gallery.voila_env(), stdout=f,
+                                    stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            wait_for_preheat(port, proc, log, 90)
+            tree = psutil.Process(proc.pid)
+
+            def state():
+                kids = tree.children(recursive=True)
+                kernels = sum("ipykernel" in " ".join(c.cmdline()) for c in kids)
+                return kernels, sum(c.memory_info().rss for c in [tree, *kids]) / 1e6
+
+            page = b.new_page(viewport={"width": 1280, "height": 720})
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            page.wait_for_function(all_images, timeout=120_000)
+            k0, m0 = state()
+            for _ in range(n):
+                page.reload(wait_until="domcontentloaded")
+                page.wait_for_function(all_images, timeout=120_000)
+            time.sleep(5)                                   # let the last shutdown and the pool refill settle
+            k1, m1 = state()
+            refused = log.read_text().count("'_xsrf' argument missing")
+        finally:
+            stop(proc)
+    met = k1 <= 2 and m1 <= 1.5 * m0
+    print(f"after the first load: {k0} kernels, {m0:.0f} MB; after {n} reloads: {k1} kernels, {m1:.0f} MB "
+          f"({m1 / m0:.2f}x); shutdown requests refused: {refused} (bar: at most 2 kernels and 1.5x: {ok(met)})")
+    return {"reloads": n, "kernels_first": k0, "mb_first": round(m0), "kernels_after": k1, "mb_after": round(m1),
+            "refused_shutdowns": refused}
+
+
 def bench_decoding() -> dict:
     """Chapter 4's speed benchmark (course_lib.speed): writes data/bench/decoding.json, which the chapter shows."""
     from course_lib import speed
@@ -129,7 +177,7 @@ def bench_decoding() -> dict:
     return {"written": str(speed.RESULTS.relative_to(ROOT))}
 
 
-PARTS = ("chapters", "demos", "browser", "decoding")
+PARTS = ("chapters", "demos", "browser", "reloads", "decoding")
 
 
 def main(argv: list[str]) -> int:
@@ -142,7 +190,7 @@ def main(argv: list[str]) -> int:
     for part in parts:
         print(f"\n## {part}")
         report[part] = {"chapters": lambda: bench_chapters(chapters), "demos": bench_demos,
-                        "browser": bench_browser, "decoding": bench_decoding}[part]()
+                        "browser": bench_browser, "reloads": bench_reloads, "decoding": bench_decoding}[part]()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(OUT.read_text()) if OUT.exists() else {}
     OUT.write_text(json.dumps({**old, **report}, indent=2) + "\n")
