@@ -339,16 +339,17 @@ def show(keys=None, theme: str | None = None) -> dict:
     viz.projector()                                    # large fonts and thick lines in every figure
     chosen = list(DEMOS) if keys is None else [entry(k) for k in keys]
     display(W.HTML(f"<style>{page_css(theme)}</style>"))
-    toc = " ".join(f'<a href="#demo-{d.key}">{d.key}</a>' for d in chosen)
-    display(W.HTML(f'<div class="gallery-header"><h1>Diffusion language models: demo gallery</h1>'
-                   f'<p>Every interactive demo of the course, ready to project. Jump to: {toc}</p></div>'))
+    toc = "".join(f'<li><a href="#demo-{d.key}">{d.key} &middot; {d.title}</a></li>' for d in chosen)
+    display(W.HTML(f'<div class="gallery-header" id="gallery-top"><h1>Diffusion language models: demo gallery</h1>'
+                   f'<p>Every interactive demo of the course, ready to project.</p>'
+                   f'<ol class="gallery-toc">{toc}</ol></div>'))
     built = {}
     for d in chosen:
         demo = d.demo()
         demo.children[0].layout.display = "none"      # the card's heading replaces the demo's own title
         head = W.HTML(f'<div class="gallery-head" id="demo-{d.key}"><span class="gallery-chapter">Chapter {d.chapter}'
-                      f' &middot; demo {d.key}</span><h2>{d.title}</h2><p class="gallery-explanation">'
-                      f'{d.explanation}</p></div>')
+                      f' &middot; demo {d.key}</span> <a class="gallery-back" href="#gallery-top">&uarr; all demos'
+                      f'</a><h2>{d.title}</h2><p class="gallery-explanation">{d.explanation}</p></div>')
         card = W.VBox([head, demo])
         card.add_class("gallery-card")
         card.add_class(f"gallery-{d.key}")

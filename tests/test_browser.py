@@ -83,6 +83,34 @@ def test_every_control_changes_the_demo(served, key):
     assert not served["watch"].errors, f"console errors: {served['watch'].errors[:5]}"
 
 
+CONTROL_BOXES = """() => [...document.querySelectorAll('.gallery-card')].map(card => {
+  const c = card.getBoundingClientRect(), key = card.querySelector('.gallery-head').id;
+  const parts = card.querySelectorAll("[class*='demo-control-'], [class*='demo-control-'] select, "
+                                      + "[class*='demo-control-'] .widget-readout, [class*='demo-control-'] .widget-label");
+  const clipped = [...parts].filter(e => e.offsetParent !== null).map(e => e.getBoundingClientRect())
+                            .filter(r => r.right > c.right + 0.5 || r.left < c.left - 0.5).length;
+  const top = card.querySelector("[class*='demo-control-']").getBoundingClientRect().top;
+  return [key, clipped, Math.round(card.querySelector('img.demo-image').getBoundingClientRect().bottom - top)];
+})"""
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)], ids=["1280x720", "1920x1080"])
+def test_no_control_is_clipped_by_its_card(served, size):
+    """On a projector's 1280 x 720 as on full HD, every control (slider, dropdown, their labels and readouts) lies
+    inside its demo's card. Prints how many demos fit controls and figure in one screen (a target, not asserted)."""
+    page = served["page"]
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    try:
+        page.wait_for_timeout(300)
+        boxes = page.evaluate(CONTROL_BOXES)
+    finally:
+        page.set_viewport_size({"width": 1600, "height": 1900})
+    fit = [k for k, _, h in boxes if h <= size[1]]
+    print(f"\n{size[0]}x{size[1]}: controls + figure fit one screen in {len(fit)} of {len(boxes)} demos; "
+          f"heights {[h for _, _, h in boxes]}")
+    assert not [k for k, n, _ in boxes if n], f"controls run past their card at {size}: {boxes}"
+
+
 def test_no_console_errors_and_no_remote_requests(served):
     served["page"].screenshot(path=str(ARTIFACTS / "gallery_top.png"))
     assert not served["watch"].errors, f"console errors during the gallery tests: {served['watch'].errors[:5]}"

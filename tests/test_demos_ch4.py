@@ -176,7 +176,7 @@ def test_block_mask_image_counts_and_limits():
         assert f"K = L / L<sub>B</sub> = {L} / {b} = <b>{L // b}</b>" in cap
         assert f"Allowed attention pairs: <b>{masks[b].sum()}</b> of (2L)<sup>2</sup> = {4 * L * L}" in cap
         assert len(demo.animated[1].get_segments()) == 4 * (L // b - 1), "gridlines at the block boundaries"
-        assert demo.controls["block"].description == f"block size L_B = {b}"
+        assert demo.controls["block"].description == f"block size L<sub>B</sub> = {b}"
     demo.set(block=0)
     assert "the AR limit" in demo.caption.value
     demo.set(block=4)
@@ -259,8 +259,8 @@ def test_threshold_marker_lines_and_caption():
     assert "&tau;<sub>mask</sub> = <b>0.30</b>, &tau;<sub>edit</sub> = <b>0.80</b>" in cap
     assert f"<b>{tpf[3, 8]:.2f}</b> tokens per forward pass" in cap and f"accuracy <b>{acc[3, 8]:.1f}%</b>" in cap
     assert f"S-Mode (ours): TPF 3.90, 70.0% (this setting {tpf[3, 8] - 3.9:+.2f} TPF" in cap
-    assert demo.controls["tau_mask"].description == "\u03c4_mask = 0.30"
-    assert demo.controls["tau_edit"].description == "\u03c4_edit = 0.80"
+    assert demo.controls["tau_mask"].description == "&tau;<sub>mask</sub> = 0.30"
+    assert demo.controls["tau_edit"].description == "&tau;<sub>edit</sub> = 0.80"
     demo.set(tau_edit=10)
     assert "T2T is off" in demo.caption.value
     labels = [t.get_text() for t in demo.fig.axes[0].texts]

@@ -28,14 +28,16 @@ def noising_demo(x0, alpha_bars: dict, seed: int = 0, step: int = 10) -> Demo:
     sc = ax.scatter(x0[:, 0], x0[:, 1], s=3, alpha=0.5, color=viz.COLORS["data"])
     ax.set(xlim=(-4, 4), ylim=(-4, 4), aspect="equal", title="$x_t$")
     ts = np.arange(T + 1)
-    (l_ab,) = ax2.plot(ts, ab[names[0]], color=viz.COLORS["data"], label=r"$\bar\alpha_t$")
+    # two neutral inks (solid and dashed): blue and orange mean data and model samples everywhere in the course
+    (l_ab,) = ax2.plot(ts, ab[names[0]], color="#222222", label=r"$\bar\alpha_t$")
     ax3 = ax2.twinx()
-    (l_snr,) = ax3.plot(ts[1:], log_snr[names[0]], color=viz.COLORS["model"], label=r"$\log_{10}$ SNR")
+    (l_snr,) = ax3.plot(ts[1:], log_snr[names[0]], color="#666666", ls="--", label=r"$\log_{10}$ SNR")
     ax2.set(xlabel="t", ylim=(-0.02, 1.02), xlim=(0, T))
     ax3.set(ylim=(-5.5, 4.5), ylabel=r"$\log_{10}$ SNR")
     ax3.grid(False)
-    vline = ax2.axvline(0, color="k", lw=1.2)
-    ax2.legend(handles=[l_ab, l_snr], loc="center right")
+    vline = ax2.axvline(0, color="#BBBBBB", lw=4, zorder=0)
+    # above the panel: the two curves cross the whole plot under either schedule, so inside it they would hide
+    ax2.legend(handles=[l_ab, l_snr], loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
 
     def update(t: int, schedule: str) -> str:

@@ -26,9 +26,11 @@ def _figure(figsize) -> Figure:
 
 def _index_slider(label: str, n: int, value: int = 0) -> W.IntSlider:
     """A keyboard-movable slider over the indices 0..n-1 of a list of values. Its readout is off: the
-    demo writes the value itself (``label = value``) into the description on every update."""
-    return W.IntSlider(value=value, min=0, max=n - 1, step=1, description=label, continuous_update=True,
-                       readout=False, style={"description_width": "initial"}, layout=W.Layout(width="420px"))
+    demo writes the value itself (``label = value``) into the description on every update, in HTML so that
+    symbols read as symbols (``&tau;<sub>mask</sub>``, ``L<sub>B</sub>``)."""
+    return W.IntSlider(value=value, min=0, max=n - 1, step=1, description=label, description_allow_html=True,
+                       continuous_update=True, readout=False, style={"description_width": "initial"},
+                       layout=W.Layout(width="420px"))
 
 
 def router_demo(words: Sequence[str], experts, weights, n_experts: int,
@@ -284,7 +286,7 @@ def block_mask_demo(L: int, block_sizes: Sequence[int], masks: dict) -> Demo:
         im.set_array(images[block])
         grid_lines.set_segments(grids[block])
         title.set_text(f"L = {L}, block size L_B = {b}: K = {L // b} block{'s' if L // b != 1 else ''}")
-        controls["block"].description = f"block size L_B = {b}"
+        controls["block"].description = f"block size L<sub>B</sub> = {b}"
         return captions[block]
 
     return StrictDemo("block_mask", "Block-mask explorer: the block-diffusion training mask", controls, fig, update,
@@ -711,7 +713,9 @@ def threshold_demo(tau_mask_values, tau_edit_values, tpf, accuracy, references: 
     head = ax.set_title(" ", loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9 * sc, frameon=False)   # outside: static
     fig.tight_layout()
-    controls = {"tau_mask": _index_slider("tau_mask", shape[0]), "tau_edit": _index_slider("tau_edit", shape[1])}
+    # tau_mask starts at its highest (most careful) value, so that "drag it down to draft more" is the first move
+    controls = {"tau_mask": _index_slider("&tau;<sub>mask</sub>", shape[0], value=shape[0] - 1),
+                "tau_edit": _index_slider("&tau;<sub>edit</sub>", shape[1])}
 
     def update(tau_mask: int, tau_edit: int) -> str:
         i, j = tau_mask, tau_edit
@@ -720,8 +724,8 @@ def threshold_demo(tau_mask_values, tau_edit_values, tpf, accuracy, references: 
         marker.set_data([tpf[i, j]], [acc[i, j]])
         head.set_text(f"\u03c4_mask = {tm[i]:.2f}, \u03c4_edit = {te[j]:.2f}: TPF {tpf[i, j]:.2f}, "   # no mathtext:
                       f"accuracy {acc[i, j]:.1f}%")                                     # it costs ~20 ms
-        controls["tau_mask"].description = f"\u03c4_mask = {tm[i]:.2f}"
-        controls["tau_edit"].description = f"\u03c4_edit = {te[j]:.2f}"
+        controls["tau_mask"].description = f"&tau;<sub>mask</sub> = {tm[i]:.2f}"
+        controls["tau_edit"].description = f"&tau;<sub>edit</sub> = {te[j]:.2f}"
         return captions[i][j]
 
     return StrictDemo("threshold", "Threshold explorer: speed (TPF) against accuracy", controls, fig, update,
