@@ -38,7 +38,8 @@ USAGE = """usage: python course.py COMMAND [ARGS]      (or ./course COMMAND [ARG
   run NN              re-sync NN_topic.py -> .ipynb and re-execute the chapter in place (CPU forced)
   students            write student notebooks (solutions removed) to build/student/
   gallery [--dark]    lecture mode: serve every chapter's demos with Voila on http://127.0.0.1:8866/
-                      (preheated kernel, no network; --port N for another port, --dark for the dark theme)
+                      (preheated kernel, no network; --port N for another port, --dark for the dark theme,
+                      --slides to open it one demo per screen)
   export              offline HTML pages of every chapter, with outputs and demo frame strips, to build/html/
   retrain NAME        retrain a shipped checkpoint with its recipe and update data/manifest.json
   artefacts NAME      remake a shipped artefact (the chapters' heavy sampling runs) in data/artefacts/

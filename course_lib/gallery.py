@@ -389,9 +389,10 @@ def voila_env(dark: bool = False) -> dict:
 
 
 def serve(argv=()) -> int:
-    """``./course gallery [--dark] [--port N]``: serve the gallery until Ctrl-C."""
+    """``./course gallery [--dark] [--slides] [--port N]``: serve the gallery until Ctrl-C; ``--slides`` prints the
+    address that opens it in slide mode (one demo per screen; the S key switches it on and off in any case)."""
     args = list(argv)
-    dark = "--dark" in args
+    dark, slides = "--dark" in args, "--slides" in args
     port = 8866
     if "--port" in args:
         i = args.index("--port")
@@ -399,9 +400,9 @@ def serve(argv=()) -> int:
             port = int(args[i + 1])
         except (IndexError, ValueError):
             raise ValueError("--port needs a number, e.g. --port 8866") from None
-    unknown = [a for a in args if a not in ("--dark", "--port") and not a.isdigit()]
+    unknown = [a for a in args if a not in ("--dark", "--slides", "--port") and not a.isdigit()]
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown}; usage: ./course gallery [--dark] [--port N]")
+        raise ValueError(f"unknown option(s) {unknown}; usage: ./course gallery [--dark] [--slides] [--port N]")
     stale = []
     for d in DEMOS:
         try:
@@ -410,8 +411,9 @@ def serve(argv=()) -> int:
             stale.append(str(e))
     if stale:
         raise SystemExit("error: " + "\n".join(stale))
-    print(f"== demo gallery: open http://127.0.0.1:{port}/ in a browser once Voila says 'Kernel pool of "
-          f"gallery.ipynb is filled' (a few seconds); Ctrl-C stops it", flush=True)
+    print(f"== demo gallery: open http://127.0.0.1:{port}/{'#slides' if slides else ''} in a browser once Voila says "
+          f"'Kernel pool of gallery.ipynb is filled' (a few seconds); PageDown / PageUp move demo by demo, S switches "
+          f"the slide mode; Ctrl-C stops it", flush=True)
     return subprocess.call(voila_command(port, dark), env=voila_env(dark))
 
 

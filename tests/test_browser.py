@@ -111,6 +111,44 @@ def test_no_control_is_clipped_by_its_card(served, size):
     assert not [k for k, n, _ in boxes if n], f"controls run past their card at {size}: {boxes}"
 
 
+def test_slide_mode_one_demo_per_screen_live(served):
+    """The gallery's slide mode at 1280 x 720: S switches it on, PageDown moves demo by demo, every demo's controls
+    and figure are within the screen, and a control still changes its demo."""
+    page = served["page"]
+    page.set_viewport_size({"width": 1280, "height": 720})
+    try:
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        page.keyboard.press("Home")                                       # back to the contents
+        page.keyboard.press("s")
+        assert page.evaluate("document.body.classList.contains('gallery-slides')")
+        page.wait_for_timeout(300)
+        tops = []
+        for d in gallery.DEMOS:
+            page.evaluate("document.activeElement && document.activeElement.blur()")
+            page.keyboard.press("PageDown")
+            page.wait_for_timeout(150)
+            card = page.locator(f".gallery-{d.key}")
+            box = page.evaluate("""k => { const c = document.querySelector('.gallery-' + k);
+                 const top = c.querySelector("[class*='demo-control-']").getBoundingClientRect().top;
+                 const img = c.querySelector('img.demo-image').getBoundingClientRect();
+                 return [Math.round(c.getBoundingClientRect().top), Math.round(top), Math.round(img.bottom)]; }""", d.key)
+            tops.append(box[0])
+            assert abs(box[0]) <= 2, f"PageDown should bring demo {d.key} to the top of the screen, its card is at {box[0]}"
+            assert 0 <= box[1] and box[2] <= 720, f"demo {d.key}: controls and figure span {box[1:]} px of 720"
+            card.screenshot(path=str(ARTIFACTS / f"slides_{d.key}.png"))
+        d = gallery.DEMOS[-1]
+        root = f".demo-{d.name}"
+        ck = re.search(r"demo-control-(\w+)", page.locator(f"{root} [class*='demo-control-']").first
+                       .get_attribute("class")).group(1)
+        before = demo_state(page, root)
+        move(page, page.locator(f"{root} .demo-control-{ck}"), f"slide mode, demo {d.key}")
+        wait_new_image(page, root, before["src"], f"slide mode, demo {d.key}")
+    finally:
+        page.evaluate("document.body.classList.remove('gallery-slides')")
+        page.set_viewport_size({"width": 1600, "height": 1900})
+    assert not served["watch"].errors and not served["watch"].remote
+
+
 def test_no_console_errors_and_no_remote_requests(served):
     served["page"].screenshot(path=str(ARTIFACTS / "gallery_top.png"))
     assert not served["watch"].errors, f"console errors during the gallery tests: {served['watch'].errors[:5]}"
