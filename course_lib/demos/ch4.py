@@ -25,9 +25,8 @@ def _figure(figsize) -> Figure:
 
 
 def _index_slider(label: str, n: int, value: int = 0) -> W.IntSlider:
-    """A keyboard-movable slider over the indices 0..n-1 of a list of values. Its readout is off: the
-    demo writes the value itself (``label = value``) into the description on every update, in HTML so that
-    symbols read as symbols (``&tau;<sub>mask</sub>``, ``L<sub>B</sub>``)."""
+    """A keyboard-movable slider over the indices 0..n-1 of a list of values. Its readout is off: the demo writes
+    the value itself (``label = value``) into the description, as HTML (``&tau;<sub>mask</sub>``)."""
     return W.IntSlider(value=value, min=0, max=n - 1, step=1, description=label, description_allow_html=True,
                        continuous_update=True, readout=False, style={"description_width": "initial"},
                        layout=W.Layout(width="420px"))
@@ -713,9 +712,8 @@ def threshold_demo(tau_mask_values, tau_edit_values, tpf, accuracy, references: 
     head = ax.set_title(" ", loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9 * sc, frameon=False)   # outside: static
     fig.tight_layout()
-    # tau_mask starts at its highest (most careful) value, so that "drag it down to draft more" is the first move
-    controls = {"tau_mask": _index_slider("&tau;<sub>mask</sub>", shape[0], value=shape[0] - 1),
-                "tau_edit": _index_slider("&tau;<sub>edit</sub>", shape[1])}
+    controls = {"tau_mask": _index_slider("&tau;<sub>mask</sub>", shape[0], value=shape[0] - 1),   # start careful:
+                "tau_edit": _index_slider("&tau;<sub>edit</sub>", shape[1])}                 # drag it down
 
     def update(tau_mask: int, tau_edit: int) -> str:
         i, j = tau_mask, tau_edit
