@@ -135,7 +135,8 @@ def test_slide_mode_one_demo_per_screen_live(served):
             tops.append(box[0])
             assert abs(box[0]) <= 2, f"PageDown should bring demo {d.key} to the top of the screen, its card is at {box[0]}"
             assert 0 <= box[1] and box[2] <= 720, f"demo {d.key}: controls and figure span {box[1:]} px of 720"
-            card.screenshot(path=str(ARTIFACTS / f"slides_{d.key}.png"))
+            if d.key in ("1c", "2c", "4b"):                                    # the three tallest demos
+                card.screenshot(path=str(ARTIFACTS / f"slides_{d.key}.png"))
         d = gallery.DEMOS[-1]
         root = f".demo-{d.name}"
         ck = re.search(r"demo-control-(\w+)", page.locator(f"{root} [class*='demo-control-']").first
