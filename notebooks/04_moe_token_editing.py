@@ -274,8 +274,7 @@ demo_router = demos.router_demo(**router_inputs)
 demo_router
 
 # %%
-fig = demo_router.static([{"layer": 0, "token": 1}, {"layer": 1, "token": 1}, {"layer": 1, "token": n_words - 1}],
-                         width=5.5)
+fig = demo_router.static([{"layer": 0, "token": 1}, {"layer": 1, "token": 1}, {"layer": 1, "token": n_words - 1}])
 plt.show()
 
 # %% [markdown]
@@ -426,7 +425,7 @@ demo_block = demos.block_mask_demo(**demos.block_mask_inputs())     # L = 16, bl
 demo_block
 
 # %%
-fig = demo_block.static([{"block": i} for i in range(5)], ncols=5, width=3.2)
+fig = demo_block.static([{"block": i} for i in (0, 2)], ncols=2)    # block sizes 1 (the AR limit) and 4
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -1069,7 +1068,7 @@ demo_race
 # %%
 n_race = demo_race.controls["time"].max
 frames_at = (n_race // 6, n_race // 3, 2 * n_race // 3)
-fig = demo_race.static([{"time": k} for k in frames_at], ncols=1, width=10,
+fig = demo_race.static([{"time": k} for k in frames_at], ncols=1,
                        titles=[f"after {k / n_race:.0%} of the slower decoder's time" for k in frames_at])
 plt.show()
 
@@ -1542,7 +1541,7 @@ demo_edit
 
 # %%
 n_frames = len(play["S-Mode"])
-fig = demo_edit.static([{"mode": "S-Mode", "step": s} for s in range(n_frames + 1)][:4], ncols=2, width=6)
+fig = demo_edit.static([{"mode": "S-Mode", "step": s} for s in range(n_frames + 1)][:4])
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -1562,7 +1561,7 @@ demo_thr
 
 # %%
 fig = demo_thr.static([{"tau_mask": grid["tau_mask"].index(MODES[m][0]), "tau_edit": grid["tau_edit"].index(MODES[m][1])}
-                       for m in ("S-Mode", "Q-Mode")], titles=["S-Mode", "Q-Mode"], width=5.5)
+                       for m in ("S-Mode", "Q-Mode")], titles=["S-Mode", "Q-Mode"])
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -97,11 +97,12 @@ class Demo(W.VBox):
             frames.append(plt.imread(io.BytesIO(self.image.value), format="png"))
             captions.append(titles[k] if titles is not None else ", ".join(f"{a} = {v}" for a, v in s.items()))
         self.set(**saved)
-        ncols = ncols or len(frames)
-        nrows = int(np.ceil(len(frames) / ncols))
         h, w = frames[0].shape[:2]
         if width is None:
             width = w / plt.rcParams["figure.dpi"]
+            ncols = ncols or max(1, min(len(frames), int(MAX_STRIP_PX // w)))      # as many as fit a page's width
+        ncols = ncols or len(frames)
+        nrows = int(np.ceil(len(frames) / ncols))
         fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, (width * h / w + 0.35) * nrows), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
@@ -115,6 +116,9 @@ class Demo(W.VBox):
         # what a notebook shows where the widget cannot be drawn: before the cells above have run in this session
         return (f"<Demo {self.name}: {self.title}>  To use this demo, run the cells above it "
                 f"(Run > Run All Above Selected Cell), then this one.")
+
+
+MAX_STRIP_PX = 960        # a frame strip shown at its frames' own size is at most this wide (a notebook's column)
 
 
 def slider(label: str, lo: int, hi: int, value: int, step: int = 1) -> W.IntSlider:

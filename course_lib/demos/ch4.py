@@ -707,8 +707,8 @@ def threshold_demo(tau_mask_values, tau_edit_values, tpf, accuracy, references: 
                             label="\u03c4_edit varies (T2T)")
     (along_mask,) = ax.plot([], [], "-o", color=viz.COLORS["m2t"], ms=3.5 * sc, lw=1.4 * sc, alpha=0.9,
                             label="\u03c4_mask varies (M2T)")
-    (marker,) = ax.plot([], [], "o", ms=15 * sc, color=viz.COLORS["diffusion"], markeredgecolor="black",
-                        markeredgewidth=1.5 * sc, label="current setting")
+    (marker,) = ax.plot([], [], "o", ms=17 * sc, markerfacecolor="none", markeredgecolor=viz.COLORS["diffusion"],
+                        markeredgewidth=3 * sc, label="current setting")      # a ring: the stars stay visible
     head = ax.set_title(" ", loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9 * sc, frameon=False)   # outside: static
     fig.tight_layout()
