@@ -627,7 +627,7 @@ print({k: manifest["add_sft"]["metrics"][k] for k in ("steps", "test_accuracy_10
 # least the most confident one. With `tau_edit=None` the T2T lines do nothing; section 5 switches them on.
 # The library's `decoding.threshold_decode` runs the same loop on a batch of prompts (rows finish at different
 # steps, so it keeps track of which rows are still decoding); the cell checks that both give the same
-# answers on 200 prompts. **TPF** is tokens per forward pass: the generated tokens up to and
+# answers on 50 prompts. **TPF** is tokens per forward pass: the generated tokens up to and
 # including the first [EOS], divided by the model calls the row took part in; the headline is the ratio of
 # the sums over all prompts. Decoding goes block by block and a row stops after the block that holds its
 # [EOS], so padding never inflates TPF. Here the whole answer (4 digits, [EOS], 3 [EOS] pads) is one block of
@@ -645,13 +645,13 @@ print({k: manifest["add_sft"]["metrics"][k] for k in ("steps", "test_accuracy_10
 
 # %%
 show_source(decoding.decode_one)
-batch_res = decoding.threshold_decode(sft, test_prompts[:200], arith.GEN_LENGTH, arith.GEN_LENGTH, 0.9,
+batch_res = decoding.threshold_decode(sft, test_prompts[:50], arith.GEN_LENGTH, arith.GEN_LENGTH, 0.9,
                                       arith.MASK_ID, arith.EOS_ID)
-for i in range(200):
+for i in range(50):                          # (tests/test_readable_loops.py checks more prompts and thresholds)
     one = decoding.decode_one(sft, test_prompts[i], arith.GEN_LENGTH, arith.GEN_LENGTH, 0.9, None,
                               arith.MASK_ID, arith.EOS_ID)
     assert torch.equal(one, batch_res.x[i, arith.PROMPT_LENGTH:]), "the readable loop and the batched decoder disagree"
-print("decode_one = threshold_decode on 200 prompts at threshold 0.9")
+print("decode_one = threshold_decode on 50 prompts at threshold 0.9")
 
 
 def run_thresholds(model, thresholds, prompts=test_prompts, pairs=test_pairs):

@@ -145,8 +145,9 @@ def generation_demo(records: dict, itos: Sequence[str], mask_id: int, prompt_len
                             f"<i>{so_far or '(empty)'}</i>")
         pre[name] = (S, faces, inks, texts, weights, fresh, titles, captions)
 
-    # layout: the prompt's lines, a small gap, then the answer's lines, on one grid of cells
-    ncols = min(max(P, G), 8 if N <= 24 else 10)
+    # layout: the prompt's lines, a small gap, then the answer's lines, 8 to a line (the blocks of LLaDA's sampler
+    # that the chapter shows are 8 long, so each answer line is one block)
+    ncols = min(max(P, G), 8)
     rows_p, rows_a = -(-P // ncols), -(-G // ncols)
     gap = 0.3 if P else 0.0
     corners = []
