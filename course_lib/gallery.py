@@ -37,6 +37,9 @@ DATA = ROOT / "data" / "gallery"
 MANIFEST = ROOT / "data" / "manifest.json"
 NOTEBOOK = ROOT / "gallery" / "gallery.ipynb"
 THEMES = ("light", "dark")
+#: the room (width, height in px) a demo's figure gets on a 1280 x 720 screen: the card's inner width, and the
+#: height left under the heading and the controls (gallery/projector.css caps figures at 100vh - 215 px)
+FIGURE_ROOM_720 = (1190, 505)
 _FORMAT = 1
 _ARRAY = "__array__"
 
@@ -311,6 +314,13 @@ DEMOS: list[GalleryDemo] = [
 check_registry(DEMOS)
 
 
+def shown_text_px(demo, room=FIGURE_ROOM_720) -> float:
+    """The smallest text of ``demo``'s figure as shown in ``room`` (px): the figure is scaled down to fit it, never
+    up. Draw the demo in projector style (``viz.projector()``), as the gallery does."""
+    w, h = demo.fig.canvas.get_width_height()
+    return demo.min_text_px() * min(1.0, room[0] / w, room[1] / h)
+
+
 # ------------------------------------------------------------------------------------- the gallery page
 def _theme() -> str:
     theme = os.environ.get("COURSE_GALLERY_THEME", "light")
@@ -342,12 +352,16 @@ def show(keys=None, theme: str | None = None) -> dict:
     toc = "".join(f'<li><a href="#demo-{d.key}">{d.key} &middot; {d.title}</a></li>' for d in chosen)
     display(W.HTML(f'<div class="gallery-header" id="gallery-top"><h1>Diffusion language models: demo gallery</h1>'
                    f'<p>Every interactive demo of the course, ready to project.</p>'
+                   f'<p class="gallery-keys"><kbd>S</kbd> slide mode (one demo per screen) &middot; '
+                   f'<kbd>PageDown</kbd> or <kbd>N</kbd> next demo &middot; <kbd>PageUp</kbd> or <kbd>P</kbd> '
+                   f'previous &middot; <kbd>Home</kbd> back to this list &middot; a clicked slider moves with the '
+                   f'arrow keys</p>'
                    f'<ol class="gallery-toc">{toc}</ol></div>'))
     built = {}
     for d in chosen:
         demo = d.demo()
         demo.children[0].layout.display = "none"      # the card's heading replaces the demo's own title
-        head = W.HTML(f'<div class="gallery-head" id="demo-{d.key}"><span class="gallery-chapter">Chapter {d.chapter}'
+        head = W.HTML(f'<div class="gallery-head" id="demo-{d.key}" data-min-text-px="{demo.min_text_px()}"><span class="gallery-chapter">Chapter {d.chapter}'
                       f' &middot; demo {d.key}</span> <a class="gallery-back" href="#gallery-top">&uarr; all demos'
                       f'</a><h2>{d.title}</h2><p class="gallery-explanation">{d.explanation}</p></div>')
         card = W.VBox([head, demo])

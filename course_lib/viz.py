@@ -58,6 +58,8 @@ _BASE = {
     "image.cmap": CONFIDENCE_CMAP,
 }
 _PROJECTOR = {
+    "figure.dpi": 96,              # figures drawn 1.2x larger (and sharper) than in the chapters, text included
+    "savefig.dpi": 96,
     "font.size": 16,
     "axes.titlesize": 18,
     "axes.labelsize": 16,

@@ -647,7 +647,7 @@ demo_gen = demos.generation_demo(**gen_inputs)
 demo_gen
 
 # %%
-_ = demo_gen.static([{"strategy": s_, "step": k} for s_ in records for k in (4, 32)], ncols=2, width=11)
+_ = demo_gen.static([{"strategy": s_, "step": k} for s_ in records for k in (4, 32)])
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "slide"}

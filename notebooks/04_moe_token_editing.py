@@ -425,7 +425,7 @@ demo_block = demos.block_mask_demo(**demos.block_mask_inputs())     # L = 16, bl
 demo_block
 
 # %%
-fig = demo_block.static([{"block": i} for i in (0, 2)], ncols=2)    # block sizes 1 (the AR limit) and 4
+fig = demo_block.static([{"block": i} for i in (0, 2)])    # block sizes 1 (the AR limit) and 4
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}

@@ -1,6 +1,8 @@
 """The entry point a student types, `python course.py lab` / `python course.py test`, works with no bash (Windows):
 from a clean clone, with nothing but Python on the PATH, it sets up, runs tests, and opens JupyterLab at the welcome
 page with the notebooks' .py twins hidden; student mode serves notebooks whose exercises raise NotImplementedError.
+A browser (Chromium, skipped without it) then does what a new student does: the welcome page, the file list, chapter 1
+run until its first exercise, its first demo moved.
 
 The clone reuses this environment (COURSE_USE_CURRENT_PYTHON=1): building a fresh .venv is what `.ci/run` does.
 """
@@ -70,36 +72,109 @@ def _get(url: str):
         return r.geturl(), r.read()
 
 
-def test_the_lab_opens_at_the_welcome_page_and_hides_the_py_twins(clone):
-    """Student mode: the same server options as `lab` (welcome page, hidden twins), in build/student/."""
+@pytest.fixture(scope="module")
+def student_lab(clone):
+    """``python course.py lab --student`` from the clean copy, on a free port: the address and the server."""
     dest, env = clone
+    env = dict(env, COURSE_DEVICE="cpu")
+    env.pop("MPLBACKEND", None)                                # the kernel picks the inline backend, as in Lab
     port = _free_port()
     args = ["python3", "course.py", "lab", "--student", "--no-browser", f"--port={port}",
-            f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False"]
-    proc = subprocess.Popen(args, cwd=dest, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False",
+            "--LabApp.expose_app_in_browser=True", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    log = dest.parent / "lab.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(args, cwd=dest, env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(120):
+        for _ in range(240):
             try:
                 _get(f"{base}/api/status")
                 break
             except OSError:
                 if proc.poll() is not None:
-                    pytest.fail(f"the lab exited: {proc.stdout.read()[-3000:]}")
+                    pytest.fail(f"the lab exited: {log.read_text()[-3000:]}")
                 time.sleep(0.5)
         else:
-            pytest.fail("the lab did not answer within a minute")
-        landing, _ = _get(f"{base}/")
-        assert landing.split("?")[0].endswith("/lab/tree/welcome.ipynb"), landing
-        names = [item["name"] for item in json.loads(_get(f"{base}/api/contents")[1])["content"]]
-        assert "welcome.ipynb" in names and "01_ddpm_score_matching.ipynb" in names, names
-        assert not [n for n in names if n.endswith(".py")], f"the file browser shows {names}"
-        nb = json.loads(_get(f"{base}/api/contents/01_ddpm_score_matching.ipynb")[1])["content"]
-        exercise_cells = [c for c in nb["cells"] if "solution" in c.get("metadata", {}).get("tags", [])]
-        assert exercise_cells and all("raise NotImplementedError" in "".join(c["source"]) for c in exercise_cells)
+            pytest.fail(f"the lab did not answer within two minutes: {log.read_text()[-3000:]}")
+        yield base
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_the_lab_opens_at_the_welcome_page_and_hides_the_py_twins(student_lab):
+    """Student mode: the same server options as `lab` (welcome page, hidden twins), in build/student/."""
+    base = student_lab
+    landing, _ = _get(f"{base}/")
+    assert landing.split("?")[0].endswith("/lab/tree/welcome.ipynb"), landing
+    names = [item["name"] for item in json.loads(_get(f"{base}/api/contents")[1])["content"]]
+    assert "welcome.ipynb" in names and "01_ddpm_score_matching.ipynb" in names, names
+    assert not [n for n in names if n.endswith(".py")], f"the file browser shows {names}"
+    nb = json.loads(_get(f"{base}/api/contents/01_ddpm_score_matching.ipynb")[1])["content"]
+    exercise_cells = [c for c in nb["cells"] if "solution" in c.get("metadata", {}).get("tags", [])]
+    assert exercise_cells and all("raise NotImplementedError" in "".join(c["source"]) for c in exercise_cells)
+
+
+CURRENT = "window.jupyterapp.shell.currentWidget"
+CELLS_DONE = f"""() => {{ const w = {CURRENT};
+    const cells = [...w.content.model.cells].filter(c => c.type === 'code');
+    return w.sessionContext.session.kernel.status === 'idle'
+           && cells.some(c => c.outputs.toJSON().some(o => o.output_type === 'error'))
+           && !cells.some(c => c.executionState === 'running'); }}"""
+
+
+def test_a_new_student_in_the_browser(student_lab):
+    """What a new student sees, in Chromium: the lab opens on the welcome notebook; the file browser lists notebooks
+    and no .py twin; the slides extension is loaded; in chapter 1, Run All runs the first demo and stops at the
+    first exercise with NotImplementedError; the demo there answers its slider. No console error, no request off
+    this machine."""
+    from browser import CHROMIUM, Watch, chromium, demo_state, slider_step, wait_new_image
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium` (as .ci/run does)")
+    base = student_lab
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        watch = Watch(page)
+        page.goto(f"{base}/?token={TOKEN}", timeout=120_000)
+        page.wait_for_function(f"() => window.jupyterapp && {CURRENT} && {CURRENT}.context", timeout=120_000)
+        assert page.evaluate(f"{CURRENT}.context.path") == "welcome.ipynb"
+        page.wait_for_selector(".jp-DirListing-itemName", timeout=60_000)
+        shown = page.locator(".jp-DirListing-itemName").all_text_contents()
+        assert "welcome.ipynb" in shown and not [n for n in shown if n.endswith(".py")], shown
+        assert page.evaluate("window.jupyterapp.commands.hasCommand('RISE:slideshow')"), \
+            "the slides extension (jupyterlab-rise) did not load in JupyterLab"
+        page.evaluate("window.jupyterapp.commands.execute('docmanager:open', {path: '01_ddpm_score_matching.ipynb'})")
+        page.wait_for_function(f"""() => {{ const w = {CURRENT};
+            return w && w.context && w.context.path === '01_ddpm_score_matching.ipynb' && w.sessionContext.session
+                   && w.sessionContext.session.kernel
+                   && w.sessionContext.session.kernel.connectionStatus === 'connected'; }}""",
+                               timeout=120_000, polling=200)
+        # started, not awaited: the command's promise resolves when the kernel stops, and the wait below bounds that
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }")
+        page.wait_for_function(CELLS_DONE, timeout=300_000, polling=500)
+        errors = page.evaluate(f"""() => [...{CURRENT}.content.model.cells].filter(c => c.type === 'code')
+            .flatMap(c => c.outputs.toJSON()).filter(o => o.output_type === 'error').map(o => o.ename)""")
+        assert errors == ["NotImplementedError"], f"Run All should stop at the first exercise: {errors}"
+        root = ".demo-noising"
+        page.wait_for_function(f"document.querySelector('{root} img.demo-image') && "
+                               f"document.querySelector('{root} img.demo-image').naturalWidth > 0", timeout=60_000)
+        before = demo_state(page, root)
+        for _ in range(3):            # a key press that lands before the slider is ready is lost: press again
+            slider_step(page, page.locator(f"{root} .noUi-handle").first)
+            try:
+                page.wait_for_function("([root, cap]) => document.querySelector(root + ' .demo-caption').textContent "
+                                       "!== cap", arg=[root, before["caption"]], timeout=5_000, polling=50)
+                break
+            except Exception:
+                continue
+        wait_new_image(page, root, before["src"], "chapter 1's first demo in JupyterLab")
+        assert demo_state(page, root)["image"] != before["image"]
+        artifacts = ROOT / "build" / "test-artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        page.locator(root).screenshot(path=str(artifacts / "jupyterlab_first_demo.png"))
+        assert not watch.remote, f"JupyterLab requested files from off this machine: {watch.remote[:5]}"
+        assert not watch.errors, f"console errors in JupyterLab: {watch.errors[:5]}"

@@ -27,7 +27,7 @@ import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from course_lib import gallery  # noqa: E402
+from course_lib import gallery, viz  # noqa: E402
 from course_lib.demos.base import Demo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,8 +98,11 @@ BUILT = {}
 
 
 def built(key):
+    """The gallery's demo, drawn in projector style as the gallery draws it."""
     if key not in BUILT:
-        BUILT[key] = gallery.entry(key).demo()
+        with matplotlib.rc_context():
+            viz.projector()
+            BUILT[key] = gallery.entry(key).demo()
     return BUILT[key]
 
 
@@ -113,6 +116,14 @@ def test_stored_inputs_build_the_demo(key):
     for ck, c in demo.controls.items():
         assert f"demo-control-{ck}" in c._dom_classes
     assert demo.image.value[:8] == b"\x89PNG\r\n\x1a\n" and demo.caption.value.strip()
+
+
+def test_text_is_readable_on_a_1280_by_720_projector():
+    """Every figure's smallest text, scaled to the room the gallery gives it on a 1280 x 720 screen, is about 18 px
+    (the browser test measures the same on the page)."""
+    shown = {d.key: round(gallery.shown_text_px(built(d.key)), 1) for d in gallery.DEMOS}
+    print(shown)
+    assert min(shown.values()) >= 17.5, shown
 
 
 def test_stored_inputs_are_small():

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from PIL import Image
 from .. import viz
 
@@ -30,6 +31,13 @@ def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6, 4), **kwargs):
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, **kwargs)
     return fig, axes
+
+
+def blank_figure(figsize) -> Figure:
+    """An empty figure on an Agg canvas, for layouts that need a gridspec."""
+    fig = Figure(figsize=figsize, dpi=plt.rcParams["figure.dpi"])
+    FigureCanvasAgg(fig)
+    return fig
 
 
 class Demo(W.VBox):
@@ -82,6 +90,16 @@ class Demo(W.VBox):
             if k not in self.controls:
                 raise ValueError(f"demo {self.name!r} has no control {k!r}; controls: {list(self.controls)}")
             self.controls[k].value = v
+
+    def min_text_px(self) -> float:
+        """The smallest visible text of the figure, in pixels of the drawn image (font size in points x dpi / 72)."""
+        hidden = set()                                   # the tick labels of axes that are switched off
+        for ax in self.fig.axes:
+            if not ax.axison:
+                hidden |= {*ax.xaxis.get_ticklabels(which="both"), *ax.yaxis.get_ticklabels(which="both")}
+        sizes = [t.get_fontsize() * self.fig.dpi / 72 for t in self.fig.findobj(Text)
+                 if t.get_visible() and t.get_text().strip() and t not in hidden]
+        return round(min(sizes), 1) if sizes else float("nan")
 
     def static(self, settings: Sequence[dict], ncols: int | None = None, width: float | None = None,
                titles: Sequence[str] | None = None):
@@ -207,6 +225,14 @@ def word_style(word: str, clean: str | None, mask_token: str) -> tuple[str, str,
     if clean is not None and word != clean:
         return short(word), "black", viz.COLORS["t2t"]
     return short(word), INK, "none"
+
+
+def colorbar(fig, mappable, ax, label: str, fontsize: float, **kwargs):
+    """``fig.colorbar`` with its label and tick labels at ``fontsize`` (the demo's own text size, not the style's)."""
+    cbar = fig.colorbar(mappable, ax=ax, **kwargs)
+    cbar.set_label(label, fontsize=fontsize)
+    cbar.ax.tick_params(labelsize=fontsize)
+    return cbar
 
 
 def font_scale() -> float:

@@ -136,8 +136,8 @@ def digits_demo(times: Sequence[int], forward: np.ndarray, reverse: np.ndarray) 
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
-    axes[0, 0].set_ylabel("forward", fontsize=10)
-    axes[1, 0].set_ylabel("reverse", fontsize=10)
+    axes[0, 0].set_ylabel("forward")
+    axes[1, 0].set_ylabel("reverse")
     fig.subplots_adjust(left=0.06, right=0.99, top=0.98, bottom=0.02, wspace=0.05, hspace=0.08)
 
     def update(i: int) -> str:

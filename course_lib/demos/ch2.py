@@ -10,7 +10,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
 from .. import viz
-from .base import Chips, Demo, INK, check_words, esc, font_scale, lines_for, new_figure, short, slider, text_px, word_style
+from .base import Chips, Demo, INK, check_words, colorbar, esc, font_scale, lines_for, new_figure, short, slider, text_px, word_style
 
 
 _SPECIAL_TOKENS = ("[PAD]", "[EOS]")
@@ -94,19 +94,21 @@ def transition_demo(matrices: dict, times: Sequence[int], sentence: Sequence[str
     # layout: heatmap left; right, one block per sentence row (a label line, then the words on a fixed
     # grid of columns wide enough for the longest shown word, at most 8 words a line)
     sc = font_scale()
-    fig_w, fs = 11.5 * sc, 11 * sc
+    fig_w, fs = 9.0 * sc, 11 * sc            # 9 x 3.8 in: text of 18 px on a 1280 x 720 screen
     fig, (ax, axw) = new_figure(1, 2, figsize=(fig_w, 4.1 * sc), gridspec_kw={"width_ratios": [1.0, 1.9]})
     shown = {short(w) for x in [sentence, [mask_token]] + [x for v in corr.values() for x in v] for w in x}
     col_px = max(text_px(fig, w, fs) for w in shown) + 1.1 * fs * fig.dpi / 72
     panel_px = fig_w * fig.dpi * 0.94 * 1.9 / 2.9
     n_lines, per_line = lines_for(L, max(3, min(8, int(panel_px / col_px))))
     labels = ["clean"] + rows
-    block = 0.9 + n_lines + 0.3                      # label, word lines, gap (in lines)
-    fig_h = max(4.1, 0.4 * block * len(labels) + 0.9) * sc
+    block = 0.85 + n_lines + 0.25                    # label, word lines, gap (in lines)
+    fig_h = max(3.6, 0.34 * block * len(labels) + 0.7) * sc
     fig.set_size_inches(fig_w, fig_h)
     im = ax.imshow(mats[kinds[0]][0], vmin=0, vmax=1, cmap=viz.CONFIDENCE_CMAP, interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="probability")
-    ax.set(xlabel="$x_t$ (to)", ylabel="$x_0$ (from)")
+    colorbar(fig, im, ax, "probability", 10 * sc, fraction=0.046, pad=0.04)
+    ax.set_xlabel("$x_t$ (to)", fontsize=10 * sc)
+    ax.set_ylabel("$x_0$ (from)", fontsize=10 * sc)
+    ax.tick_params(labelsize=10 * sc)
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.grid(False)
@@ -128,7 +130,7 @@ def transition_demo(matrices: dict, times: Sequence[int], sentence: Sequence[str
         else:
             row_labels[lab] = t
             word_texts[lab] = _word_row(axw, L, y - 0.9, per_line, fs)
-    fig.subplots_adjust(left=0.05, right=0.99, top=1 - 0.45 * sc / fig_h, bottom=0.55 * sc / fig_h, wspace=0.1)
+    fig.subplots_adjust(left=0.06, right=0.99, top=1 - 0.45 * sc / fig_h, bottom=0.55 * sc / fig_h, wspace=0.3)
     chips = Chips(axw, fs)
     chip_frames = []
     for i in range(n):
@@ -236,8 +238,8 @@ def playback_demo(trajectories: dict, itos: Sequence[str], mask_id: int) -> Demo
         pre[name] = (faces, inks, texts, fresh, captions, note)
 
     sc = font_scale()
-    fig_h = (0.62 * nrows + 1.0) * sc
-    fig, ax = new_figure(1, 1, figsize=((0.88 * ncols + 1.2) * sc, fig_h))
+    fig_h = (0.55 * nrows + 0.8) * sc              # about 9 x 3.8 in: text of 18 px on a 1280 x 720 screen
+    fig, ax = new_figure(1, 1, figsize=((0.8 * ncols + 1.0) * sc, fig_h))
     ax.axis("off")
     ax.set_xlim(-0.05, ncols + 0.05)
     ax.set_ylim(-nrows - 0.05, 0.05)
@@ -250,8 +252,8 @@ def playback_demo(trajectories: dict, itos: Sequence[str], mask_id: int) -> Demo
                   for l in range(L)]
     title = ax.set_title(" ", loc="left")
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=ax, fraction=0.03, pad=0.02, label="unmasked at step")
-    fig.subplots_adjust(left=0.01, right=0.94, top=1 - 0.5 * sc / fig_h, bottom=0.02)   # room for the colour bar label
+    colorbar(fig, sm, ax, "unmasked at step", 10 * sc, fraction=0.03, pad=0.02)
+    fig.subplots_adjust(left=0.01, right=0.93, top=1 - 0.45 * sc / fig_h, bottom=0.02)   # room for the colour bar label
     # a freshly unmasked cell gets a green (M2T) ring just outside it, with a white gap, so that it stands
     # out whatever the cell's own colour
     box = ax.get_window_extent()
@@ -348,9 +350,9 @@ def nelbo_integrand_demo(t_grid, integrands: dict, examples: dict) -> Demo:
     shown = {s for st in pre.values() for row in st[3] for s, _, _ in row} | {short(mask_token)}
     col_px = max(text_px(fig, w, fs) for w in shown) + 1.1 * fs * fig.dpi / 72
     n_lines, per_line = lines_for(L_max, max(3, min(8, int(0.8 * 8.4 * sc * fig.dpi / col_px))))
-    fig_h = (3.4 + 0.5 * n_lines + 0.3) * sc
-    fig.set_size_inches(8.4 * sc, fig_h)
-    ax.get_gridspec().set_height_ratios([3.4, 0.5 * n_lines + 0.3])
+    fig_h = (2.2 + 0.36 * n_lines + 0.2) * sc          # the curve over the words: 8.4 x 3.8 in for 4 lines of words,
+    fig.set_size_inches(8.4 * sc, fig_h)                # text of 18 px on a 1280 x 720 screen
+    ax.get_gridspec().set_height_ratios([1.5, 0.36 * n_lines + 0.2])
     mean0, se0, _, _ = curves[labels[0]]
     band = plt.matplotlib.collections.PolyCollection([pre[labels[0]][0]], facecolors=col, alpha=0.2,
                                                      edgecolors="none", label="$\\pm 2$ s.e.")
@@ -358,21 +360,23 @@ def nelbo_integrand_demo(t_grid, integrands: dict, examples: dict) -> Demo:
                                                      edgecolors="none", label="area up to t")
     ax.add_collection(area)
     ax.add_collection(band)
-    (line,) = ax.plot(t, mean0, color=col, label="integrand (mean over mask draws)")
+    (line,) = ax.plot(t, mean0, color=col, label="integrand (mean)")
     (dot,) = ax.plot([t[0]], [mean0[0]], "o", color=col, markeredgecolor="black", ms=7 * sc)
     vline = ax.axvline(t[0], color="black", lw=1.2)
-    ax.set(xlim=(0, 1), ylim=pre[labels[0]][2], xlabel="t")
-    ax.set_ylabel("$w(t)\\,\\Sigma_{\\ell\\ \\mathrm{masked}} -\\log p(x^\\ell | z_t)$ (nats)")
-    # the legend sits above the axes, off the data; the title (time and running integral) above it
-    ax.legend(handles=[line, band, area], loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False,
-              fontsize=10 * sc, borderaxespad=0.2, handlelength=1.5, columnspacing=1.2)
-    title = ax.set_title(" ", loc="left", pad=26 * sc)
+    ax.set(xlim=(0, 1), ylim=pre[labels[0]][2])
+    ax.set_xlabel("t", fontsize=10 * sc, labelpad=0)
+    ax.set_ylabel("$w(t)\\,\\Sigma_{\\ell\\ \\mathrm{masked}} -\\log p(x^\\ell | z_t)$\n(nats)", fontsize=10 * sc)
+    ax.tick_params(labelsize=10 * sc)
+    # the legend sits above the axes on the right, off the data; the title (time and running integral) on the left
+    ax.legend(handles=[line, band, area], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, frameon=False,
+              fontsize=10 * sc, borderaxespad=0.1, handlelength=1.2, columnspacing=0.8, handletextpad=0.4)
+    title = ax.set_title(" ", loc="left", fontsize=10.5 * sc)
     axw.axis("off")
     axw.set_xlim(-1.1, per_line)
     axw.set_ylim(-n_lines + 0.45, 0.55)
     axw.text(-0.15, 0, "$z_t$:", ha="right", va="center", fontsize=12 * sc)
     words = _word_row(axw, L_max, 0, per_line, fs)
-    fig.subplots_adjust(left=0.1, right=0.98, top=1 - 0.85 * sc / fig_h, bottom=0.02, hspace=0.32)
+    fig.subplots_adjust(left=0.12, right=0.98, top=1 - 0.4 * sc / fig_h, bottom=0.01, hspace=0.3)
     chips = Chips(axw, fs)
     chip_frames = {lab: [chips.frame(words, [s for s, _, _ in row], [c for _, _, c in row]) for row in st[3]]
                    for lab, st in pre.items()}
@@ -392,7 +396,7 @@ def nelbo_integrand_demo(t_grid, integrands: dict, examples: dict) -> Demo:
         dot.set_data([t[i]], [mean[i]])
         vline.set_xdata([t[i], t[i]])
         total = f" of {nelbo:.2f}" if nelbo is not None else ""
-        title.set_text(f"t = {t[i]:.3f}: running integral {running[i]:.2f}{total} nats")
+        title.set_text(f"t = {t[i]:.3f}: integral so far {running[i]:.2f}{total} nats")
         chips.show(chip_frames[sentence][i])
         for j, txt in enumerate(words):
             s, c, _ = styles[i][j] if j < len(styles[i]) else ("", INK, "none")

@@ -10,7 +10,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
 from .. import viz
-from .base import Chips, Demo, INK, NEUTRAL_INK, RIGHT, RIGHT_INK, StrictDemo, WRONG, WRONG_INK, check_token_args, check_words, esc, font_scale, lines_for, mask_runs, new_figure, pale, ring_verts, short, slider, text_px, word_style
+from .base import Chips, Demo, INK, NEUTRAL_INK, RIGHT, RIGHT_INK, StrictDemo, WRONG, WRONG_INK, check_token_args, check_words, colorbar, esc, font_scale, lines_for, mask_runs, new_figure, pale, ring_verts, short, slider, text_px, word_style
 
 
 _RIGHT_BG, _WRONG_BG, _NEUTRAL_BG, _QUERY_BG = "#D5EFD0", "#F9D4D2", "#ECECEC", "#F6F6F6"
@@ -156,8 +156,8 @@ def generation_demo(records: dict, itos: Sequence[str], mask_id: int, prompt_len
         corners.append((c + 0.05, -(r + (rows_p if l >= P else 0)) - 0.9 - (gap if l >= P else 0.0)))
     n_rows = rows_p + rows_a
     sc = font_scale()
-    fig_h = (0.62 * (n_rows + gap) + 1.0) * sc
-    fig, ax = new_figure(1, 1, figsize=((0.98 * ncols + 1.5) * sc, fig_h))
+    fig_h = (0.48 * (n_rows + gap) + 0.75) * sc       # about 8.5 x 3.8 in: text of 18 px on a 1280 x 720 screen
+    fig, ax = new_figure(1, 1, figsize=((0.9 * ncols + 1.3) * sc, fig_h))
     ax.axis("off")
     ax.set_xlim(-0.05, ncols + 0.05)
     ax.set_ylim(-n_rows - gap - 0.05, 0.05)
@@ -168,8 +168,8 @@ def generation_demo(records: dict, itos: Sequence[str], mask_id: int, prompt_len
     cell_texts = [ax.text(x + 0.45, y + 0.4, "", ha="center", va="center", fontsize=10.5 * sc) for x, y in corners]
     title = ax.set_title(" ", loc="left")
     sm = plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap=cmap)
-    fig.colorbar(sm, ax=ax, fraction=0.03, pad=0.02, label="confidence when committed")
-    fig.subplots_adjust(left=0.01, right=0.97, top=1 - 0.5 * sc / fig_h, bottom=0.02)
+    colorbar(fig, sm, ax, "confidence when committed", 10 * sc, fraction=0.03, pad=0.02)
+    fig.subplots_adjust(left=0.01, right=0.93, top=1 - 0.45 * sc / fig_h, bottom=0.02)
     rings = ring_verts(ax, corners, 0.9, 0.8, 3.5 * sc * fig.dpi / 72)
     ring_coll = plt.matplotlib.collections.PolyCollection([], facecolors="none", edgecolors=viz.COLORS["m2t"],
                                                           linewidths=3.0 * sc)
@@ -266,7 +266,7 @@ def masking_demo(t_values: Sequence[float], sentence: Sequence[str], masks: np.n
 
     # layout: one block per line of words: the word (or a [MASK] chip), then K bars under each [MASK]
     sc = font_scale()
-    fig_w, fs, fl = 11.0 * sc, 12.0 * sc, 9.5 * sc
+    fig_w, fs, fl = 9.0 * sc, 12.0 * sc, 10.0 * sc        # 9 in wide, text of 18 px on a 1280 x 720 screen
     fig, ax = new_figure(1, 1, figsize=(fig_w, 4 * sc))
     shown_words = {short(w) for w in sentence} | {mask_token}
     shown_labels = {f"{short(w)} 100%" for row in guesses for g in row if g for w in g} or {"x 100%"}
@@ -276,17 +276,16 @@ def masking_demo(t_values: Sequence[float], sentence: Sequence[str], masks: np.n
     bar_h, bar_dy = 0.46, 0.56
     bar_top = 1.3                                    # from a word's centre down to its first bar's centre
     block = bar_top + (K - 1) * bar_dy + 0.5 + 0.55
-    line_in = 0.4 * sc
-    fig_h = (block * n_lines + 0.3) * line_in + 1.05 * sc
+    line_in = 0.37 * sc
+    fig_h = (block * n_lines + 0.3) * line_in + 0.95 * sc
     fig.set_size_inches(fig_w, fig_h)
     ax.axis("off")
     ax.set_xlim(0, per_line)
     ax.set_ylim(-block * n_lines + 0.55, 0.6)
     fig.subplots_adjust(left=0.015, right=0.985, top=1 - 0.55 * sc / fig_h, bottom=0.5 * sc / fig_h)
     title = ax.set_title(" ", loc="left")
-    fig.text(0.015, 0.012, f"Under each [MASK]: the hidden word (grey) and the model's top-{K} guesses, bar length = "
-             "probability; green: the true word, red: a wrong top guess", fontsize=9.5 * sc, color=NEUTRAL_INK,
-             va="bottom")
+    fig.text(0.015, 0.012, f"Under each [MASK]: the hidden word (grey), the top-{K} guesses (bar: probability; "
+             "green: right, red: a wrong top guess)", fontsize=10 * sc, color=NEUTRAL_INK, va="bottom")
     centres = [((j % per_line) + 0.5, -(j // per_line) * block) for j in range(N)]
     word_texts = [ax.text(x, y, "", ha="center", va="center", fontsize=fs, color=INK) for x, y in centres]
     truth_texts = [ax.text(x, y - 0.66, "", ha="center", va="center", fontsize=fl, color=NEUTRAL_INK,

@@ -14,14 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from .. import viz
-from .base import Demo, INK, NEUTRAL_INK, StrictDemo, WRONG, WRONG_INK, check_token_args, check_words, esc, font_scale, is_int, mask_runs, new_figure, pale, ring_verts, short, slider, text_px
-
-
-def _figure(figsize) -> Figure:
-    """An empty figure on an Agg canvas (for layouts that need a gridspec)."""
-    fig = Figure(figsize=figsize, dpi=plt.rcParams["figure.dpi"])
-    FigureCanvasAgg(fig)
-    return fig
+from .base import Demo, INK, NEUTRAL_INK, StrictDemo, WRONG, WRONG_INK, blank_figure, check_token_args, check_words, colorbar, esc, font_scale, is_int, mask_runs, new_figure, pale, ring_verts, short, slider, text_px
 
 
 def _index_slider(label: str, n: int, value: int = 0) -> W.IntSlider:
@@ -105,14 +98,14 @@ def router_demo(words: Sequence[str], experts, weights, n_experts: int,
         captions.append(row)
 
     sc = font_scale()
-    fig_h = max(4.2, 0.3 * n + 1.8) * sc
-    fig = _figure((11.0 * sc, fig_h))
-    gs = fig.add_gridspec(2, 2, width_ratios=[1.25, 1.0], hspace=0.55, wspace=0.3)
+    fig_h = max(3.8, 0.2 * n + 1.0) * sc             # 9 x 3.8 in for up to 14 tokens: 18 px text on a 1280 x 720 screen
+    fig = blank_figure((9.0 * sc, fig_h))
+    gs = fig.add_gridspec(2, 2, width_ratios=[1.25, 1.0], hspace=0.6, wspace=0.5)
     ax = fig.add_subplot(gs[:, 0])
     ax_w, ax_l = fig.add_subplot(gs[0, 1]), fig.add_subplot(gs[1, 1])
     im = ax.pcolormesh(np.arange(E + 1) - 0.5, np.arange(n + 1) - 0.5, grid[0], vmin=0, vmax=vmax, cmap=cmap)
     ax.set(xlim=(-0.5, E - 0.5), ylim=(n - 0.5, -0.5))                # token 0 on top
-    fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03, label="gate weight (0: not chosen)")
+    colorbar(fig, im, ax, "gate weight (0: not chosen)", 10 * sc, fraction=0.05, pad=0.03)
     ax.set_yticks(range(n))
     ax.set_yticklabels([short(x, 12) for x in words])
     ax.set_xticks(range(E) if E <= 32 else np.linspace(0, E - 1, 9).round().astype(int))
@@ -130,16 +123,18 @@ def router_demo(words: Sequence[str], experts, weights, n_experts: int,
     bars_w = plt.matplotlib.collections.PolyCollection([], edgecolors="none")
     ax_w.add_collection(bars_w)
     ax_w.set(ylim=(0, 1.2 * vmax), xlim=(-0.6, E - 0.4), ylabel="gate weight", title="this token's gate weights")
-    bar_labels = [ax_w.text(0, 0, "", ha="center", va="bottom", fontsize=9 * sc) for _ in range(k)]
+    bar_labels = [ax_w.text(0, 0, "", ha="center", va="bottom", fontsize=10 * sc) for _ in range(k)]
     bars_l = plt.matplotlib.collections.PolyCollection([], edgecolors="none")
     ax_l.add_collection(bars_l)
     ax_l.set(ylim=(0, 1.2 * max(float(share.max()), 1 / E)), xlim=(-0.6, E - 0.4), xlabel="expert",
              ylabel="share of assignments", title="this layer's load")
     (balanced,) = ax_l.plot([-0.6, E - 0.4], [1 / E, 1 / E], ls="--", color=INK, lw=1.0 * sc)
-    for a in (ax_w, ax_l):
-        a.set_xticks(range(E) if E <= 16 else np.linspace(0, E - 1, 9).round().astype(int))
+    for a in (ax_w, ax_l):                   # every other expert: a number per bar would not fit at this size
+        a.set_xticks(range(0, E, 2) if E <= 32 else np.linspace(0, E - 1, 9).round().astype(int))
         a.grid(False, axis="x")
-    fig.subplots_adjust(left=0.12, right=0.98, top=1 - 0.55 * sc / fig_h, bottom=0.6 * sc / fig_h)
+    for a in (ax, ax_w, ax_l):
+        a.tick_params(labelsize=10 * sc)
+    fig.subplots_adjust(left=0.13, right=0.985, top=1 - 0.4 * sc / fig_h, bottom=0.55 * sc / fig_h)
     chosen_rgba, other_rgba = plt.matplotlib.colors.to_rgba("#4A4A4A"), plt.matplotlib.colors.to_rgba("#C8C8C8")
     load_verts = [bar_verts(share[l]) for l in range(n_layers)]
     is_chosen = np.zeros((n_layers, n, E), dtype=bool)
@@ -247,36 +242,33 @@ def block_mask_demo(L: int, block_sizes: Sequence[int], masks: dict) -> Demo:
                         f"x<sub>0</sub>&rarr;x<sub>t</sub> 0).")
 
     sc = font_scale()
-    fig, ax = new_figure(1, 1, figsize=(6.6 * sc, 6.4 * sc))
+    # the mask on the left, what its four parts mean on the right (8.6 x 3.7 in: text of 18 px on a 1280 x 720 screen)
+    fig, (ax, key) = new_figure(1, 2, figsize=(8.6 * sc, 3.7 * sc), gridspec_kw={"width_ratios": [1.0, 1.25]})
     edges = np.arange(2 * L + 1) - 0.5
     im = ax.pcolormesh(edges, edges, images[0].reshape(2 * L, 2 * L), cmap=palette, vmin=-0.5, vmax=3.5,
                        edgecolors="white", linewidth=0.4 * sc)            # thin white lines between tokens
     ax.set(xlim=(-0.5, 2 * L - 0.5), ylim=(2 * L - 0.5, -0.5), aspect="equal")      # query 0 on top
-    ax.set_xticks([(L - 1) / 2, L + (L - 1) / 2])
-    ax.set_xticklabels(["keys in x\u209c", "keys in x\u2080"])
-    ax.set_yticks([(L - 1) / 2, L + (L - 1) / 2])
-    ax.set_yticklabels(["queries\nin x\u209c", "queries\nin x\u2080"])
-    ax.tick_params(length=0)
+    ax.set_xticks([(L - 1) / 2, L + (L - 1) / 2], ["keys: x\u209c", "x\u2080"])
+    ax.set_yticks([(L - 1) / 2, L + (L - 1) / 2], ["queries:\nx\u209c", "x\u2080"])
+    ax.tick_params(length=0, labelsize=10 * sc)
     ax.grid(False)
-    title = ax.set_title(" ", loc="left")
     grid_lines = plt.matplotlib.collections.LineCollection(grids[0], colors="#9A9A9A", linewidths=0.7 * sc)
     halves = plt.matplotlib.collections.LineCollection([[(L - 0.5, -0.5), (L - 0.5, 2 * L - 0.5)],
                                                         [(-0.5, L - 0.5), (2 * L - 0.5, L - 0.5)]],
                                                        colors=INK, linewidths=2.2 * sc)
     ax.add_collection(grid_lines)
     ax.add_collection(halves)
-    fs, pad = 9 * sc, 0.03 * L
-    box = {"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
-    labels = [
-        ax.text(-0.5 + pad, L - 0.5 - pad, "x\u209c \u2192 x\u209c: block-diagonal\n(M_BD)", ha="left", va="bottom",
-                fontsize=fs, color=_QUADRANT_COLORS["bd"], bbox=box),
-        ax.text(2 * L - 0.5 - pad, -0.5 + pad, "x\u209c \u2192 x\u2080: offset\nblock-causal (M_OBC, >)", ha="right",
-                va="top", fontsize=fs, color=_QUADRANT_COLORS["obc"], bbox=box),
-        ax.text(2 * L - 0.5 - pad, L - 0.5 + pad, "x\u2080 \u2192 x\u2080: block-\ncausal (M_BC, \u2265)", ha="right",
-                va="top", fontsize=fs, color=_QUADRANT_COLORS["bc"], bbox=box),
-        ax.text((L - 1) / 2, L + (L - 1) / 2, "x\u2080 \u2192 x\u209c: empty\n(x\u2080 never sees x\u209c)", ha="center",
-                va="center", fontsize=fs, color=NEUTRAL_INK, bbox=box),
-    ]
+    key.set_axis_off()
+    key.set(xlim=(0, 1), ylim=(0, 1))
+    title = key.text(0.0, 0.97, " ", fontsize=11 * sc, weight="bold", va="top")
+    parts = [("bd", "x\u209c \u2192 x\u209c: block-diagonal ($M_{BD}$),\nits own noisy block, both ways"),
+             ("obc", "x\u209c \u2192 x\u2080: offset block-causal ($M_{OBC}$, >),\nclean tokens of earlier blocks"),
+             ("bc", "x\u2080 \u2192 x\u2080: block-causal ($M_{BC}$, \u2265)"),
+             (None, "x\u2080 \u2192 x\u209c: empty (x\u2080 never sees x\u209c)")]
+    for k, (q, text) in enumerate(parts):                  # a colour swatch, then what the part means
+        ink, y = _QUADRANT_COLORS.get(q, NEUTRAL_INK), 0.72 - 0.21 * k
+        key.add_patch(plt.matplotlib.patches.Rectangle((0.0, y - 0.05), 0.06, 0.1, fc=ink if q else "#F2F2F2", ec=ink))
+        key.text(0.09, y, text, fontsize=10 * sc, va="center", color=ink)
     fig.tight_layout()
     controls = {"block": _index_slider("block size", len(sizes))}
 
@@ -284,12 +276,12 @@ def block_mask_demo(L: int, block_sizes: Sequence[int], masks: dict) -> Demo:
         b = sizes[block]
         im.set_array(images[block])
         grid_lines.set_segments(grids[block])
-        title.set_text(f"L = {L}, block size L_B = {b}: K = {L // b} block{'s' if L // b != 1 else ''}")
+        title.set_text(f"L = {L}, block size $L_B$ = {b}: K = {L // b} block{'s' if L // b != 1 else ''}")
         controls["block"].description = f"block size L<sub>B</sub> = {b}"
         return captions[block]
 
     return StrictDemo("block_mask", "Block-mask explorer: the block-diffusion training mask", controls, fig, update,
-                       [im, grid_lines, halves, title] + labels)
+                       [im, grid_lines, halves, title])
 
 
 def _check_frames(name: str, frames, V: int, P: int, mask_id: int, N: int | None):
@@ -437,11 +429,12 @@ def editing_playback_demo(frames, itos: Sequence[str], prompt_length: int, mask_
         corners.append((c + 0.05, y))
     height = rows_p + gap + rows_a * (1 + strip)
     sc = font_scale()
-    fs, fs_old = 10.5 * sc, 9 * sc
-    canvas_h, timeline_h = 0.62 * height + 0.5, 1.7
-    fig_h = (canvas_h + timeline_h + 1.0) * sc
-    fig = _figure(((0.98 * ncols + 1.6) * sc, fig_h))
-    gs = fig.add_gridspec(2, 1, height_ratios=[canvas_h, timeline_h], hspace=0.45)
+    fs, fs_old = 11 * sc, 10 * sc
+    # about 8.6 x 3.9 in for a sum of 8 + 8 tokens: text of 18 px on a 1280 x 720 screen
+    canvas_h, timeline_h = 0.55 * height + 0.4, 1.1
+    fig_h = (canvas_h + timeline_h + 0.8) * sc
+    fig = blank_figure(((0.9 * ncols + 1.4) * sc, fig_h))
+    gs = fig.add_gridspec(2, 1, height_ratios=[canvas_h, timeline_h], hspace=0.5)
     ax, ax_t = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     ax.axis("off")
     ax.set_xlim(-0.05, ncols + 0.05)
@@ -449,7 +442,7 @@ def editing_playback_demo(frames, itos: Sequence[str], prompt_length: int, mask_
     cmap = plt.matplotlib.colormaps[viz.CONFIDENCE_CMAP]
     pale_cmap = plt.matplotlib.colors.ListedColormap([pale(c, 0.45) for c in cmap(np.linspace(0, 1, 256))])
     sm = plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap=pale_cmap)
-    fig.colorbar(sm, ax=ax, fraction=0.03, pad=0.02, label="confidence")
+    colorbar(fig, sm, ax, "confidence", 10 * sc, fraction=0.03, pad=0.02)
     cells = [plt.matplotlib.patches.Rectangle(xy, 0.9, 0.8) for xy in corners]
     coll = plt.matplotlib.collections.PatchCollection(cells, facecolors="white", edgecolors="white", linewidths=sc)
     ax.add_collection(coll)
@@ -457,11 +450,10 @@ def editing_playback_demo(frames, itos: Sequence[str], prompt_length: int, mask_
     old_texts = [ax.text(x + 0.45, y + 0.8 + strip / 2 + 0.03, "", ha="center", va="center", fontsize=fs_old,
                          color=viz.COLORS["t2t"]) for x, y in corners[P:]]
     head = ax.set_title(" ", loc="left")
-    fig.text(0.01, 0.005, "green ring: M2T (unmasked at this step); orange ring: T2T (edited; the old token struck "
-             "through above)" + ("; red \u2717: differs from the reference" if any(r[4] is not None for r in
-                                                                                  runs.values()) else ""),
-             fontsize=8.5 * sc, color=NEUTRAL_INK, va="bottom")
-    fig.subplots_adjust(left=0.06, right=0.93, top=1 - 0.45 * sc / fig_h, bottom=0.75 * sc / fig_h)
+    fig.text(0.01, 0.005, "green ring: unmasked now (M2T); orange ring: edited (T2T), old token struck through "
+             "above" + ("; red \u2717: wrong" if any(r[4] is not None for r in runs.values()) else ""),
+             fontsize=10 * sc, color=NEUTRAL_INK, va="bottom")
+    fig.subplots_adjust(left=0.07, right=0.93, top=1 - 0.4 * sc / fig_h, bottom=0.7 * sc / fig_h)
     ring_px = 3.5 * sc * fig.dpi / 72
     rings = ring_verts(ax, corners, 0.9, 0.8, ring_px)
     ring_m2t = plt.matplotlib.collections.PolyCollection([], facecolors="none", edgecolors=viz.COLORS["m2t"],
@@ -476,7 +468,10 @@ def editing_playback_demo(frames, itos: Sequence[str], prompt_length: int, mask_
     x_per_px = (ncols + 0.1) / box.width
 
     # the timeline: M2T and T2T events per step, one x-axis for every mode (so their lengths compare)
-    ax_t.set(xlim=(-0.4, S_max + 0.7), xlabel="step", ylabel="events")
+    ax_t.set_xlim(-0.4, S_max + 0.7)
+    ax_t.set_xlabel("step", fontsize=10 * sc)
+    ax_t.set_ylabel("events", fontsize=10 * sc)
+    ax_t.tick_params(labelsize=10 * sc)
     ax_t.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax_t.yaxis.set_major_locator(plt.MaxNLocator(integer=True, nbins=4))
     ax_t.grid(False, axis="x")
@@ -490,7 +485,7 @@ def editing_playback_demo(frames, itos: Sequence[str], prompt_length: int, mask_
     ax_t.add_collection(bars_t2t)
     now = ax_t.axvline(0, color=INK, lw=1.5 * sc)
     ax_t.legend(handles=[bars_m2t, bars_t2t], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False,
-                borderaxespad=0.1)                                  # above the axes: static
+                borderaxespad=0.1, fontsize=10 * sc)                                  # above the axes: static
 
     def rect(x0, w, h):
         return np.array([[x0, 0.0], [x0 + w, 0.0], [x0 + w, h], [x0, h]])
@@ -693,24 +688,25 @@ def threshold_demo(tau_mask_values, tau_edit_values, tpf, accuracy, references: 
         captions.append(row)
 
     sc = font_scale()
-    fig, ax = new_figure(1, 1, figsize=(8.8 * sc, 5.0 * sc))
+    fig, ax = new_figure(1, 1, figsize=(8.8 * sc, 3.8 * sc))      # 18 px text on a 1280 x 720 screen
     xs = np.r_[tpf.ravel(), [t for t, _ in refs.values()]]
     ys = np.r_[acc.ravel(), [a for _, a in refs.values()]]
     dx, dy = (xs.max() - xs.min()) or 1.0, (ys.max() - ys.min()) or 1.0
     ax.set(xlim=(xs.min() - 0.08 * dx, xs.max() + 0.22 * dx), ylim=(ys.min() - 0.1 * dy, ys.max() + 0.12 * dy),
            xlabel="tokens per forward pass (TPF)", ylabel="accuracy (%)")
+    ax.tick_params(labelsize=10 * sc)
     ax.scatter(tpf.ravel(), acc.ravel(), s=16 * sc ** 2, color="#B8B8B8", alpha=0.7, linewidths=0, label="grid")
     for nm, (t, a) in refs.items():
         ax.scatter([t], [a], marker="*", s=260 * sc ** 2, color="#333333", edgecolors="white", linewidths=0.8, zorder=3)
-        ax.annotate(nm, (t, a), xytext=(7 * sc, 5 * sc), textcoords="offset points", fontsize=9.5 * sc, color="#333333")
+        ax.annotate(nm, (t, a), xytext=(7 * sc, 5 * sc), textcoords="offset points", fontsize=10 * sc, color="#333333")
     (along_edit,) = ax.plot([], [], "-o", color=viz.COLORS["t2t"], ms=3.5 * sc, lw=1.4 * sc, alpha=0.9,
-                            label="\u03c4_edit varies (T2T)")
+                            label=r"$\tau_{edit}$ varies (T2T)")
     (along_mask,) = ax.plot([], [], "-o", color=viz.COLORS["m2t"], ms=3.5 * sc, lw=1.4 * sc, alpha=0.9,
-                            label="\u03c4_mask varies (M2T)")
+                            label=r"$\tau_{mask}$ varies (M2T)")
     (marker,) = ax.plot([], [], "o", ms=17 * sc, markerfacecolor="none", markeredgecolor=viz.COLORS["diffusion"],
                         markeredgewidth=3 * sc, label="current setting")      # a ring: the stars stay visible
     head = ax.set_title(" ", loc="left")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9 * sc, frameon=False)   # outside: static
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=10 * sc, frameon=False)   # outside: static
     fig.tight_layout()
     controls = {"tau_mask": _index_slider("&tau;<sub>mask</sub>", shape[0], value=shape[0] - 1),   # start careful:
                 "tau_edit": _index_slider("&tau;<sub>edit</sub>", shape[1])}                 # drag it down
@@ -759,8 +755,8 @@ def race_demo(prompt: str, reference: Sequence[str], lanes: dict, frames: int = 
 
     sc, per_line = font_scale(), 16
     n_lines = int(np.ceil(n_slots / per_line))
-    fig = _figure((11.0 * sc, (2.4 + 1.25 * n_lines * 2) * sc))
-    ax, tl = fig.subplots(2, 1, gridspec_kw={"height_ratios": [2.5 * n_lines + 1, 1.6]})
+    fig = blank_figure((9.0 * sc, (1.4 + 1.2 * n_lines) * sc))     # 9.0 x 3.8 in: on a 1280 x 720 screen, text of 18 px
+    ax, tl = fig.subplots(2, 1, gridspec_kw={"height_ratios": [2 * n_lines + 2.5, 2.2]})
     ax.set_axis_off()
     for k, (_, _, ms) in enumerate(traces.values()):           # the timeline: a tick per model call
         tl.vlines(ms, 1 - k - 0.35, 1 - k + 0.35, color=colors[k], lw=1.2 * sc)
