@@ -9,6 +9,7 @@ The clone reuses this environment (COURSE_USE_CURRENT_PYTHON=1): building a fres
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -84,7 +85,9 @@ def student_lab(clone):
             "--LabApp.expose_app_in_browser=True", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     log = dest.parent / "lab.log"
     with open(log, "w") as f:
-        proc = subprocess.Popen(args, cwd=dest, env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
+        # a session of its own: course.py runs JupyterLab as a child, which runs the kernels; all are stopped below
+        proc = subprocess.Popen(args, cwd=dest, env=env, stdout=f, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(240):
@@ -99,11 +102,13 @@ def student_lab(clone):
             pytest.fail(f"the lab did not answer within two minutes: {log.read_text()[-3000:]}")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for sig in (signal.SIGTERM, signal.SIGKILL):          # the whole group: course.py, the lab, its kernels
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=20)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
 
 
 def test_the_lab_opens_at_the_welcome_page_and_hides_the_py_twins(student_lab):
