@@ -16,8 +16,9 @@ kept.
 recipe with 8 layers x 96 (``DEEP``, 0.95M parameters against 0.88M) twice, graded the same way: with the shipped
 steps (equal position passes; a deeper, narrower step costs about as many multiply-adds) and with the steps that
 take the shipped run's training time on 2 threads (on a CPU its step takes longer: eight thin layers use the
-cores less well than four wide ones; the step times are measured first and stored). It writes the two rows into the same file (``shape_rows``; about 27
-minutes: the step times first, on 2 threads, then both runs side by side on one thread each).
+cores less well than four wide ones; the step times are measured first and stored). It writes the two rows into the
+same file (``shape_rows``; about 30 minutes: the step times first, on 2 threads, then both runs side by side on one
+thread each).
 """
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ def test_no_control_is_clipped_by_its_card(served, size, theme):
     print(f"\n{size[0]}x{size[1]} {theme}: controls + figure height (px) and smallest text as shown (px): "
           + ", ".join(f"{k} {h} {px}" for k, _, h, px in boxes))
     assert not [k for k, n, _, _ in boxes if n], f"controls run past their card at {size}: {boxes}"
-    assert not [k for k, _, h, _ in boxes if h > size[1]], f"controls + figure taller than the screen at {size}: {boxes}"
+    assert not [k for k, _, h, _ in boxes if h > size[1]], f"controls + figure taller than the screen, {size}: {boxes}"
     assert not [k for k, _, _, px in boxes if px < 17.5], f"figure text below ~18 px at {size}: {boxes}"
 
 
