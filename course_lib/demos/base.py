@@ -25,19 +25,18 @@ from PIL import Image
 from .. import viz
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6, 4), **kwargs):
-    """A figure outside pyplot (so the notebook does not also show it inline), on an Agg canvas."""
-    fig = Figure(figsize=figsize, dpi=plt.rcParams["figure.dpi"])
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, **kwargs)
-    return fig, axes
-
-
 def blank_figure(figsize) -> Figure:
     """An empty figure on an Agg canvas, for layouts that need a gridspec."""
     fig = Figure(figsize=figsize, dpi=plt.rcParams["figure.dpi"])
     FigureCanvasAgg(fig)
     return fig
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6, 4), **kwargs):
+    """A figure outside pyplot (so the notebook does not also show it inline), on an Agg canvas."""
+    fig = blank_figure(figsize)
+    axes = fig.subplots(nrows, ncols, **kwargs)
+    return fig, axes
 
 
 class Demo(W.VBox):
